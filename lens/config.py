@@ -1,0 +1,213 @@
+"""One settings object for every part of lens.
+
+Sources, highest priority first: keyword arguments, environment variables (prefix ``LENS_``,
+nested sections joined by ``__``, e.g. ``LENS_DETECT__BACKEND=opencv-ssd``), a TOML file
+(``lens.toml`` in the working directory, or the path in ``LENS_CONFIG``), then the defaults here.
+Unknown keys are an error that names the key, in the TOML file and in the environment alike,
+because a misspelt setting that is silently ignored is worse than a refusal to start.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "LENS_"
+ENV_NESTED_DELIMITER = "__"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or invalid; the message names it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LimitsConfig(Section):
+    # 20 MB holds any phone photo (a 48 MP HEIC->JPEG is ~15 MB) while bounding memory per upload.
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    # 50 MP: above any phone camera; a decoded 50 MP RGB image is 150 MB, the most we accept.
+    max_pixels: int = Field(50_000_000, gt=0)
+    # Stages work on a copy downscaled to this longest side; boxes are mapped back to originals.
+    work_max_side: int = Field(1600, ge=64)
+
+
+class DetectConfig(Section):
+    backend: Literal["ultralytics", "opencv-ssd", "none"] = "ultralytics"
+    # A .pt/.onnx file that ultralytics loads; empty = the offline default prepared by
+    # `lens models prepare` (YOLOv3-tiny COCO converted to ONNX).
+    model_path: Path | None = None
+    # Low enough to keep half-visible people (bus.jpg's left edge) as candidates; region
+    # selection ranks and cuts them later, so recall matters more than precision here.
+    confidence: float = Field(0.25, ge=0.0, le=1.0)
+    iou: float = Field(0.45, ge=0.0, le=1.0)
+    image_size: int = Field(640, ge=32)
+
+
+class SaliencyConfig(Section):
+    backend: Literal["spectral-residual", "learned", "none"] = "spectral-residual"
+
+
+class RegionConfig(Section):
+    # Google Lens shows a handful of dots; more than 5 clutters a phone screen.
+    max_regions: int = Field(5, ge=1, le=50)
+
+
+class EmbedConfig(Section):
+    backend: Literal["efficientnet-lite2", "mobilenetv2", "clip"] = "efficientnet-lite2"
+    model_path: Path | None = None
+    batch_size: int = Field(16, ge=1)
+
+
+class IndexConfig(Section):
+    # "auto": flat (exact) below hnsw_threshold items, HNSW above.
+    kind: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    hnsw_threshold: int = Field(50_000, ge=1)
+    # Matches scoring below this cosine similarity are dropped (0 keeps everything).
+    min_score: float = Field(0.0, ge=-1.0, le=1.0)
+    top_k: int = Field(10, ge=1, le=100)
+
+
+class OcrConfig(Section):
+    backend: Literal["rapidocr", "easyocr", "tesseract", "none"] = "rapidocr"
+
+
+class TranslateConfig(Section):
+    backend: Literal["bergamot", "marian", "none"] = "bergamot"
+    default_target: str = "en"
+
+
+class ServerConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # Uploads are kept this long (seconds) so that a crop search can refer to an earlier job.
+    upload_retention_s: int = Field(24 * 3600, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    # Where uploads, catalogs and prepared models live.
+    data_dir: Path = Field(default_factory=lambda: REPO_ROOT / "var")
+    # Prepared model files; defaults to <data_dir>/models.
+    models_dir: Path | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Bearer key for catalog writes; the write API refuses to start without one.
+    api_key: SecretStr | None = None
+
+    limits: LimitsConfig = LimitsConfig()
+    detect: DetectConfig = DetectConfig()
+    saliency: SaliencyConfig = SaliencyConfig()
+    regions: RegionConfig = RegionConfig()
+    embed: EmbedConfig = EmbedConfig()
+    index: IndexConfig = IndexConfig()
+    ocr: OcrConfig = OcrConfig()
+    translate: TranslateConfig = TranslateConfig()
+    server: ServerConfig = ServerConfig()
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.data_dir / "catalog"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads lens.toml (or $LENS_CONFIG); unknown keys fail in validation (extra=forbid)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_file_path()
+        if path is None:
+            return {}
+        try:
+            return tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def config_file_path() -> Path | None:
+    explicit = os.environ.get("LENS_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"LENS_CONFIG points at {path}, which is not a file")
+        return path
+    local = Path("lens.toml")
+    return local if local.is_file() else None
+
+
+def _known_env_names(model: type[BaseModel], prefix: str) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        full = f"{prefix}{name}".upper()
+        names.add(full)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _known_env_names(annotation, full + ENV_NESTED_DELIMITER)
+    return names
+
+
+def _check_env_names(environ: dict[str, str]) -> None:
+    known = _known_env_names(Settings, ENV_PREFIX) | {"LENS_CONFIG"}
+    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        raise ConfigError(f"unknown setting in the environment: {', '.join(unknown)}")
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown setting '{key}'")
+        else:
+            parts.append(f"setting '{key}': {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from all sources; raise ConfigError naming any bad key."""
+    _check_env_names(dict(os.environ))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()

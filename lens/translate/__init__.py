@@ -1,0 +1,29 @@
+"""Machine translation of recognised text, chosen per (source, target) language pair."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from lens.config import Settings
+from lens.registry import load_backend
+
+BACKENDS = {
+    "bergamot": "lens.translate.bergamot:BergamotTranslator",
+    "marian": "lens.translate.marian:MarianTranslator",
+}
+
+
+class Translator(Protocol):
+    name: str
+    version: str
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """The (source, target) pairs this backend has a model for."""
+        ...
+
+    def translate(self, texts: list[str], src: str, dst: str) -> list[str]:
+        ...
+
+
+def create_translator(settings: Settings) -> Translator:
+    return load_backend("translate", settings.translate.backend, BACKENDS)(settings)
