@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from struct import error as struct_error  # Pillow raises it on some corrupt TIFFs
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -107,6 +107,22 @@ def _looks_like_markup(data: bytes) -> bool:
     return head.startswith(_MARKUP_PREFIXES)
 
 
+def _declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """Width and height as the header states them, for formats where Pillow rejects a zero size
+    with an unspecific error."""
+    try:
+        if fmt == "PNG" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if fmt == "GIF":
+            return struct.unpack("<HH", data[6:10])
+        if fmt == "BMP":
+            width, height = struct.unpack("<ii", data[18:26])
+            return width, abs(height)
+    except struct.error:
+        return None
+    return None
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -134,6 +150,9 @@ def decode_image(
         raise UnsupportedFormatError(
             f"not a supported image; send one of: {', '.join(SUPPORTED_FORMATS)}"
         )
+    declared = _declared_size(data, fmt)
+    if declared is not None and min(declared) <= 0:
+        raise ZeroSizeImageError(f"the image has no pixels ({declared[0]}x{declared[1]})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -160,7 +179,7 @@ def decode_image(
             rgb = _to_rgb(img)
     except Image.DecompressionBombError as exc:
         raise TooManyPixelsError(str(exc)) from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct_error) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise TruncatedImageError(f"the {fmt} file is damaged or truncated: {exc}") from None
     if rgb.size == 0:
         raise ZeroSizeImageError("the image has no pixels")

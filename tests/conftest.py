@@ -1,0 +1,69 @@
+"""Shared fixtures: real photos, settings in a temporary data dir, and thread limits.
+
+Prepared models stay in the repository's var/models (made by `make setup`); everything a test
+writes goes to a temporary data dir.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# 2-core machines: one thread per library, or tests fight each other for cores.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+OSIE_STIMULI = SHARED / "data" / "osie" / "stimuli"
+
+
+def _ultralytics_asset(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("ultralytics")
+    assert spec and spec.submodule_search_locations, "ultralytics is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "assets" / name
+
+
+@pytest.fixture(scope="session")
+def bus_jpg() -> Path:
+    return _ultralytics_asset("bus.jpg")
+
+
+@pytest.fixture(scope="session")
+def zidane_jpg() -> Path:
+    return _ultralytics_asset("zidane.jpg")
+
+
+@pytest.fixture(scope="session")
+def osie_photos() -> list[Path]:
+    photos = sorted(OSIE_STIMULI.glob("*.jpg"))
+    if not photos:
+        pytest.skip(f"OSIE photos not found at {OSIE_STIMULI}")
+    return photos
+
+
+@pytest.fixture
+def lens_env(tmp_path, monkeypatch):
+    """LENS_* environment for a test: a temporary data dir, the shared prepared models."""
+    from lens.config import REPO_ROOT as root
+    from lens.config import get_settings
+
+    for key in [k for k in os.environ if k.startswith("LENS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("LENS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LENS_MODELS_DIR", str(root / "var" / "models"))
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings(lens_env):
+    from lens.config import load_settings
+
+    return load_settings()
