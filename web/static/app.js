@@ -1,0 +1,936 @@
+// lens browser UI: bring a photo in, show dots on regions and outlines on text, show matches,
+// read and translate text. Plain JS, no build step.
+//
+// Security: OCR text, catalog titles and URLs are untrusted. They reach the page only through
+// textContent, setAttribute on non-URL attributes, or URLs filtered by safeUrl(); never innerHTML.
+// The gateway sends a CSP without 'unsafe-inline', so nothing here relies on inline script/style
+// (element.style set from this file is CSSOM, which CSP allows).
+"use strict";
+
+(() => {
+  // Longest side sent to the server. Stages work at 1600 px; OCR gains from a little more.
+  const MAX_UPLOAD_SIDE = 2048;
+  // Below this size an upright JPEG/PNG/WebP is sent as is (no re-encoding loss for small text).
+  const PASSTHROUGH_BYTES = 4 * 1024 * 1024;
+  const JPEG_QUALITY = 0.9;
+  const ANALYSIS_TIMEOUT_MS = 180000;
+  // A pointer drag shorter than this (CSS px) is a tap, not a box.
+  const MIN_DRAG_PX = 12;
+  const LANG_STORAGE_KEY = "lens.targetLang";
+  const TARGET_LANGUAGES = [
+    "en", "pt", "es", "fr", "de", "it", "nl", "pl", "ru", "uk", "tr", "ar", "hi", "ja", "ko",
+    "zh", "vi", "id", "th",
+  ];
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    picker: $("picker"), dropZone: $("drop-zone"), cameraInput: $("camera-input"),
+    fileInput: $("file-input"), progress: $("progress"), progressText: $("progress-text"),
+    progressBar: $("progress-bar"), cancel: $("cancel-button"), error: $("error"),
+    errorText: $("error-text"), retry: $("retry-button"), errorNewPhoto: $("error-new-photo"),
+    result: $("result"), newPhoto: $("new-photo-button"), translateToggle: $("translate-toggle"),
+    copyAll: $("copy-all-button"), summary: $("result-summary"), stage: $("stage"),
+    frame: $("photo-frame"), photo: $("photo"), translations: $("translations-layer"),
+    overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
+    panelTitle: $("panel-title"), panelBody: $("panel-body"), panelClose: $("panel-close"),
+    targetLang: $("target-lang"), toast: $("toast"),
+  };
+
+  const state = {
+    photo: null, // {blob, url, canvas, width, height}
+    jobId: null,
+    result: null,
+    request: null, // {abort()} of the work in flight
+    retry: null, // function that repeats the last failed action
+    returnFocus: null,
+    generation: 0, // bumps on every new action so late answers of old ones are ignored
+  };
+
+  // ---------------------------------------------------------------------------------------
+  // Small helpers
+
+  class UserError extends Error {}
+
+  function make(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // Only http(s) URLs (absolute or relative to this page) may become a link or an image source.
+  function safeUrl(value) {
+    if (typeof value !== "string" || value === "") return null;
+    try {
+      const url = new URL(value, window.location.href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function languageName(code) {
+    if (!code) return "unknown language";
+    try {
+      const names = new Intl.DisplayNames([navigator.language || "en"], { type: "language" });
+      return names.of(code) || code;
+    } catch {
+      return code;
+    }
+  }
+
+  function show(section) {
+    for (const s of [el.picker, el.progress, el.error, el.result]) s.hidden = s !== section;
+  }
+
+  let toastTimer = 0;
+  function toast(message) {
+    el.toast.textContent = message;
+    el.toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.toast.hidden = true; }, 2200);
+  }
+
+  function setProgress(text, percent) {
+    el.progressText.textContent = text;
+    if (percent === null || percent === undefined) {
+      el.progressBar.removeAttribute("value"); // indeterminate
+    } else {
+      el.progressBar.value = Math.max(0, Math.min(100, percent));
+    }
+  }
+
+  function showError(message, retry) {
+    state.retry = retry || null;
+    el.errorText.textContent = message;
+    el.retry.hidden = !retry;
+    show(el.error);
+    (retry ? el.retry : el.errorNewPhoto).focus();
+  }
+
+  // The API answers errors as {"error": {"code", "message"}}; anything else gets a plain sentence.
+  function errorMessage(status, body) {
+    if (body && body.error && typeof body.error.message === "string") return body.error.message;
+    if (status === 413) return "This photo is too large for the server.";
+    if (status === 415) return "This file is not a photo the server can read.";
+    if (status === 429) return "The server is busy. Please wait a moment and try again.";
+    if (status >= 500) return `The server had a problem (HTTP ${status}). Please try again.`;
+    if (status === 0) return "Could not reach the server. Check your connection and try again.";
+    return `The request failed (HTTP ${status}).`;
+  }
+
+  function parseJson(text) {
+    try { return JSON.parse(text); } catch { return null; }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Target language: follows the browser, can be changed, remembered.
+
+  function initLanguagePicker() {
+    const browser = (navigator.language || "en").split("-")[0].toLowerCase();
+    let stored = null;
+    try { stored = localStorage.getItem(LANG_STORAGE_KEY); } catch { /* private mode */ }
+    const chosen = stored || browser;
+    const codes = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
+    for (const code of codes) {
+      const option = make("option", null, `${languageName(code)} (${code})`);
+      option.value = code;
+      el.targetLang.append(option);
+    }
+    el.targetLang.value = chosen;
+    el.targetLang.addEventListener("change", () => {
+      try { localStorage.setItem(LANG_STORAGE_KEY, el.targetLang.value); } catch { /* ignore */ }
+      // Translations depend on the target: ask again for the photo on screen.
+      if (state.photo && state.result) analyze();
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Bringing a photo in: camera, file picker, drag and drop, paste.
+
+  function initInputs() {
+    for (const input of [el.cameraInput, el.fileInput]) {
+      input.addEventListener("change", () => {
+        const file = input.files && input.files[0];
+        input.value = ""; // choosing the same file again must fire change again
+        if (file) handleFile(file);
+      });
+    }
+    let dragDepth = 0;
+    document.addEventListener("dragenter", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      dragDepth += 1;
+      document.body.classList.add("dragging");
+    });
+    document.addEventListener("dragleave", () => {
+      dragDepth = Math.max(0, dragDepth - 1);
+      if (dragDepth === 0) document.body.classList.remove("dragging");
+    });
+    document.addEventListener("dragover", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "copy";
+    });
+    document.addEventListener("drop", (e) => {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      dragDepth = 0;
+      document.body.classList.remove("dragging");
+      const file = firstImage(e.dataTransfer.files);
+      if (file) handleFile(file);
+      else showError("That was not an image file. Drop a photo (JPEG, PNG, WebP…).", null);
+    });
+    document.addEventListener("paste", (e) => {
+      const files = e.clipboardData ? e.clipboardData.files : null;
+      const file = firstImage(files);
+      if (file) {
+        e.preventDefault();
+        handleFile(file);
+      }
+    });
+  }
+
+  function hasFiles(e) {
+    return e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  }
+
+  function firstImage(files) {
+    if (!files) return null;
+    return Array.from(files).find((f) => f.type.startsWith("image/")) || null;
+  }
+
+  // Decode with EXIF orientation applied, downscale large photos, and keep an upright canvas
+  // for sampling colours (translations) and cropping (fallback search).
+  async function preparePhoto(file) {
+    let source;
+    try {
+      source = await createImageBitmap(file, { imageOrientation: "from-image" });
+    } catch {
+      source = await decodeWithImg(file);
+    }
+    const scale = Math.min(1, MAX_UPLOAD_SIDE / Math.max(source.width, source.height));
+    const width = Math.max(1, Math.round(source.width * scale));
+    const height = Math.max(1, Math.round(source.height * scale));
+    const canvas = document.createElement("canvas");
+    canvas.width = width;
+    canvas.height = height;
+    const ctx = canvas.getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(source, 0, 0, width, height);
+    if (source.close) source.close();
+
+    const passthrough = scale === 1 && file.size <= PASSTHROUGH_BYTES &&
+      ["image/jpeg", "image/png", "image/webp"].includes(file.type) && !(await hasExifRotation(file));
+    const blob = passthrough ? file : await canvasToBlob(canvas, "image/jpeg", JPEG_QUALITY);
+    return { blob, url: URL.createObjectURL(blob), canvas, width, height };
+  }
+
+  function decodeWithImg(file) {
+    return new Promise((resolve, reject) => {
+      const img = new Image();
+      const url = URL.createObjectURL(file);
+      img.onload = () => { URL.revokeObjectURL(url); resolve(img); };
+      img.onerror = () => {
+        URL.revokeObjectURL(url);
+        reject(new UserError("This file could not be opened as a photo. Try a JPEG or PNG."));
+      };
+      img.src = url;
+    });
+  }
+
+  function canvasToBlob(canvas, type, quality) {
+    return new Promise((resolve, reject) => {
+      canvas.toBlob((b) => (b ? resolve(b) : reject(new UserError("Could not prepare the photo."))), type, quality);
+    });
+  }
+
+  // A JPEG whose EXIF says "rotated" is re-encoded upright, so that the server, the <img> and
+  // the canvas all agree on one pixel grid whatever each one does with EXIF.
+  async function hasExifRotation(file) {
+    if (file.type !== "image/jpeg") return false;
+    try {
+      return readExifRotation(new DataView(await file.slice(0, 128 * 1024).arrayBuffer()));
+    } catch {
+      return true; // unreadable EXIF: re-encoding is the safe choice
+    }
+  }
+
+  function readExifRotation(bytes) {
+    if (bytes.byteLength < 4 || bytes.getUint16(0) !== 0xffd8) return false;
+    let offset = 2;
+    while (offset + 4 <= bytes.byteLength) {
+      const marker = bytes.getUint16(offset);
+      const size = bytes.getUint16(offset + 2);
+      if (marker === 0xffe1 && bytes.getUint32(offset + 4) === 0x45786966) {
+        const tiff = offset + 10;
+        if (tiff + 8 > bytes.byteLength) return true;
+        const little = bytes.getUint16(tiff) === 0x4949;
+        const ifd = tiff + bytes.getUint32(tiff + 4, little);
+        if (ifd + 2 > bytes.byteLength) return true;
+        const count = bytes.getUint16(ifd, little);
+        for (let i = 0; i < count; i += 1) {
+          const entry = ifd + 2 + i * 12;
+          if (entry + 10 > bytes.byteLength) return true;
+          if (bytes.getUint16(entry, little) === 0x0112) return bytes.getUint16(entry + 8, little) > 1;
+        }
+        return false;
+      }
+      if ((marker & 0xff00) !== 0xff00 || marker === 0xffda) return false;
+      offset += 2 + size;
+    }
+    return false;
+  }
+
+  async function handleFile(file) {
+    cancelInFlight();
+    const generation = ++state.generation;
+    show(el.progress);
+    setProgress("Preparing photo…", 0);
+    try {
+      const photo = await preparePhoto(file);
+      if (generation !== state.generation) return;
+      if (state.photo) URL.revokeObjectURL(state.photo.url);
+      state.photo = photo;
+      state.result = null;
+      state.jobId = null;
+      analyze();
+    } catch (err) {
+      if (generation !== state.generation) return;
+      showError(err instanceof UserError ? err.message : "This file could not be opened as a photo. Try a JPEG or PNG.",
+        () => handleFile(file));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Talking to the API
+
+  function cancelInFlight() {
+    if (state.request) state.request.abort();
+    state.request = null;
+  }
+
+  // POST with upload progress (fetch cannot report it); resolves {status, body}.
+  function postWithProgress(url, formData, onProgress) {
+    const xhr = new XMLHttpRequest();
+    const promise = new Promise((resolve, reject) => {
+      xhr.open("POST", url);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+      xhr.onload = () => resolve({ status: xhr.status, body: parseJson(xhr.responseText) });
+      xhr.onerror = () => resolve({ status: 0, body: null });
+      xhr.onabort = () => reject(new DOMException("aborted", "AbortError"));
+      xhr.send(formData);
+    });
+    return { promise, abort: () => xhr.abort() };
+  }
+
+  function sleep(ms, signal) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, ms);
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(new DOMException("aborted", "AbortError"));
+      }, { once: true });
+    });
+  }
+
+  async function getJson(url, signal) {
+    let response;
+    try {
+      response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      return { status: 0, body: null };
+    }
+    return { status: response.status, body: parseJson(await response.text()) };
+  }
+
+  // Some answers carry the result under "result", a synchronous 200 may be the result itself.
+  function extractResult(body) {
+    if (!body) return null;
+    if (body.result && typeof body.result === "object") return body.result;
+    if (Array.isArray(body.regions) || Array.isArray(body.text_blocks)) return body;
+    return null;
+  }
+
+  async function analyze() {
+    cancelInFlight();
+    const generation = ++state.generation;
+    const photo = state.photo;
+    const controller = new AbortController();
+    let upload = null;
+    state.request = { abort: () => { controller.abort(); if (upload) upload.abort(); } };
+    show(el.progress);
+    setProgress("Uploading photo… 0%", 0);
+
+    const form = new FormData();
+    const name = photo.blob.type === "image/png" ? "photo.png" : photo.blob.type === "image/webp" ? "photo.webp" : "photo.jpg";
+    form.append("image", photo.blob, name);
+    form.append("target_lang", el.targetLang.value);
+
+    try {
+      upload = postWithProgress("/api/v1/analyze", form, (fraction) => {
+        const pct = Math.round(fraction * 100);
+        setProgress(fraction < 1 ? `Uploading photo… ${pct}%` : "Upload complete, analysing…", fraction * 40);
+      });
+      let { status, body } = await upload.promise;
+      upload = null;
+      if (status !== 200 && status !== 202) throw new UserError(errorMessage(status, body));
+      state.jobId = (body && body.job_id) || null;
+      let result = status === 200 ? extractResult(body) : null;
+      if (!result) {
+        const statusUrl = (body && safeUrl(body.status_url)) ||
+          (state.jobId ? `/api/v1/jobs/${encodeURIComponent(state.jobId)}` : null);
+        if (!statusUrl) throw new UserError("The server answered without a job to follow.");
+        result = await pollJob(statusUrl, controller.signal);
+      }
+      if (generation !== state.generation) return;
+      state.request = null;
+      showResult(result);
+    } catch (err) {
+      if (err.name === "AbortError" || generation !== state.generation) return;
+      state.request = null;
+      showError(err instanceof UserError ? err.message : `Something went wrong: ${err.message}`, analyze);
+    }
+  }
+
+  async function pollJob(statusUrl, signal) {
+    const started = Date.now();
+    let delay = 200;
+    for (;;) {
+      const { status, body } = await getJson(statusUrl, signal);
+      if (status !== 200) throw new UserError(errorMessage(status, body));
+      const jobStatus = body && body.status;
+      if (jobStatus === "done") {
+        const result = extractResult(body);
+        if (!result) throw new UserError("The analysis finished without a result.");
+        return result;
+      }
+      if (jobStatus === "failed") {
+        throw new UserError((body && body.message) || (body && body.error && body.error.message) ||
+          "The analysis failed on the server.");
+      }
+      const elapsed = Date.now() - started;
+      if (elapsed > ANALYSIS_TIMEOUT_MS) {
+        throw new UserError("The analysis is taking too long. The server may be busy; please try again.");
+      }
+      const words = jobStatus === "queued" ? "Waiting for a free worker…" : "Finding objects and reading text…";
+      // Creep toward 95% so the bar moves without pretending to know the remaining time.
+      setProgress(words, 40 + 55 * (1 - Math.exp(-elapsed / 4000)));
+      await sleep(delay, signal);
+      delay = Math.min(1000, delay * 1.5);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The result view
+
+  function showResult(result) {
+    state.result = result;
+    closePanel(false);
+    el.selection.hidden = true;
+    el.overlay.replaceChildren();
+    el.translations.replaceChildren();
+    el.photo.src = state.photo.url;
+    show(el.result);
+
+    const width = result.width || state.photo.width;
+    const height = result.height || state.photo.height;
+    const regions = Array.isArray(result.regions) ? result.regions : [];
+    const blocks = Array.isArray(result.text_blocks) ? result.text_blocks : [];
+
+    regions.forEach((region, index) => el.overlay.append(makeDot(region, index + 1, width, height)));
+    blocks.forEach((block) => el.overlay.append(makeTextOutline(block, width, height)));
+    blocks.forEach((block) => {
+      if (block.translation) el.translations.append(makeTranslation(block, width, height));
+    });
+
+    const hasTranslations = blocks.some((b) => b.translation);
+    el.translateToggle.disabled = !hasTranslations;
+    el.translateToggle.setAttribute("aria-pressed", "false");
+    el.translations.hidden = true;
+    el.copyAll.disabled = blocks.length === 0;
+
+    const parts = [];
+    parts.push(regions.length === 1 ? "1 region" : `${regions.length} regions`);
+    parts.push(blocks.length === 1 ? "1 text block" : `${blocks.length} text blocks`);
+    el.summary.textContent = regions.length || blocks.length
+      ? `${parts.join(" · ")}. Tap a dot or text.`
+      : "Nothing stood out. Drag a box around what you want to search.";
+    if (Array.isArray(result.warnings) && result.warnings.length) {
+      el.summary.textContent += ` (${result.warnings.join("; ")})`;
+    }
+    const first = el.overlay.querySelector("button");
+    if (first) first.focus({ preventScroll: true });
+  }
+
+  // Percent positions keep every mark in place whatever size the photo is drawn at.
+  function placeBox(node, box, width, height) {
+    const [x1, y1, x2, y2] = box;
+    node.style.left = `${(100 * x1) / width}%`;
+    node.style.top = `${(100 * y1) / height}%`;
+    node.style.width = `${(100 * (x2 - x1)) / width}%`;
+    node.style.height = `${(100 * (y2 - y1)) / height}%`;
+  }
+
+  function makeDot(region, number, width, height) {
+    const [x1, y1, x2, y2] = region.box;
+    const dot = make("button", "dot", number);
+    dot.type = "button";
+    dot.style.left = `${(100 * (x1 + x2)) / 2 / width}%`;
+    dot.style.top = `${(100 * (y1 + y2)) / 2 / height}%`;
+    const what = region.label || (region.kind === "salient" ? "salient area" : region.kind || "region");
+    const count = Array.isArray(region.matches) ? region.matches.length : 0;
+    dot.setAttribute("aria-label", `Region ${number}: ${what}, ${count} similar ${count === 1 ? "item" : "items"}`);
+    dot.dataset.kind = region.kind || "";
+    dot.addEventListener("click", () => {
+      selectMark(dot);
+      showRegionBox(region.box, width, height);
+      openRegionPanel(region, number);
+    });
+    return dot;
+  }
+
+  function showRegionBox(box, width, height) {
+    el.selection.hidden = false;
+    el.selection.classList.remove("searching");
+    placeBox(el.selection, box, width, height);
+  }
+
+  // Geometry of a (possibly rotated) text polygon: centre, side lengths, angle.
+  function polygonGeometry(polygon) {
+    const pts = Array.isArray(polygon) ? polygon.filter((p) => Array.isArray(p) && p.length >= 2) : [];
+    if (pts.length === 4) {
+      const [p0, p1, , p3] = pts;
+      const cx = pts.reduce((s, p) => s + p[0], 0) / 4;
+      const cy = pts.reduce((s, p) => s + p[1], 0) / 4;
+      const w = Math.hypot(p1[0] - p0[0], p1[1] - p0[1]);
+      const h = Math.hypot(p3[0] - p0[0], p3[1] - p0[1]);
+      const angle = Math.atan2(p1[1] - p0[1], p1[0] - p0[0]);
+      if (w > 0 && h > 0) return { cx, cy, w, h, angle };
+    }
+    const xs = pts.map((p) => p[0]);
+    const ys = pts.map((p) => p[1]);
+    if (!xs.length) return { cx: 0, cy: 0, w: 0, h: 0, angle: 0 };
+    const x1 = Math.min(...xs); const x2 = Math.max(...xs);
+    const y1 = Math.min(...ys); const y2 = Math.max(...ys);
+    return { cx: (x1 + x2) / 2, cy: (y1 + y2) / 2, w: x2 - x1, h: y2 - y1, angle: 0 };
+  }
+
+  function placePolygon(node, geometry, width, height) {
+    const { cx, cy, w, h, angle } = geometry;
+    node.style.left = `${(100 * (cx - w / 2)) / width}%`;
+    node.style.top = `${(100 * (cy - h / 2)) / height}%`;
+    node.style.width = `${(100 * w) / width}%`;
+    node.style.height = `${(100 * h) / height}%`;
+    if (Math.abs(angle) > 0.01) node.style.transform = `rotate(${angle}rad)`;
+  }
+
+  function makeTextOutline(block, width, height) {
+    const button = make("button", "text-box");
+    button.type = "button";
+    placePolygon(button, polygonGeometry(block.polygon), width, height);
+    const lang = block.language ? ` (${languageName(block.language)})` : "";
+    // setAttribute on a non-URL attribute cannot run script; the text stays text.
+    button.setAttribute("aria-label", `Text${lang}: ${block.text || ""}`);
+    button.addEventListener("click", () => {
+      selectMark(button);
+      el.selection.hidden = true;
+      openTextPanel(block);
+    });
+    return button;
+  }
+
+  function selectMark(node) {
+    for (const n of el.overlay.querySelectorAll(".selected")) n.classList.remove("selected");
+    if (node) node.classList.add("selected");
+    state.returnFocus = node;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Translations drawn in place: a box in the local background colour, the text fitted to it.
+
+  function makeTranslation(block, width, height) {
+    const geometry = polygonGeometry(block.polygon);
+    const node = make("div", "translation");
+    const span = make("span", "translation-text", block.translation);
+    if (block.translation_language) span.lang = block.translation_language;
+    node.append(span);
+    placePolygon(node, geometry, width, height);
+    const [r, g, b] = sampleBackground(geometry, width, height);
+    node.style.backgroundColor = `rgb(${r}, ${g}, ${b})`;
+    // WCAG relative luminance decides black or white text.
+    const lum = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    node.style.color = lum > 140 ? "#111" : "#fff";
+    return node;
+  }
+
+  // Median colour of the box and a thin ring around it: the background dominates a text box
+  // (strokes cover a minority of its pixels), so the median lands on the background.
+  function sampleBackground(geometry, width, height) {
+    const canvas = state.photo.canvas;
+    const sx = canvas.width / width;
+    const sy = canvas.height / height;
+    const r = Math.max(geometry.w, geometry.h) / 2 + Math.max(2, geometry.h * 0.15);
+    const x1 = Math.max(0, Math.floor((geometry.cx - r) * sx));
+    const y1 = Math.max(0, Math.floor((geometry.cy - Math.min(r, geometry.h)) * sy));
+    const x2 = Math.min(canvas.width, Math.ceil((geometry.cx + r) * sx));
+    const y2 = Math.min(canvas.height, Math.ceil((geometry.cy + Math.min(r, geometry.h)) * sy));
+    if (x2 - x1 < 1 || y2 - y1 < 1) return [255, 255, 255];
+    const data = canvas.getContext("2d", { willReadFrequently: true }).getImageData(x1, y1, x2 - x1, y2 - y1).data;
+    const step = Math.max(1, Math.floor(Math.sqrt(data.length / 4 / 4000)));
+    const channels = [[], [], []];
+    const w = x2 - x1;
+    for (let y = 0; y < y2 - y1; y += step) {
+      for (let x = 0; x < w; x += step) {
+        const i = (y * w + x) * 4;
+        channels[0].push(data[i]); channels[1].push(data[i + 1]); channels[2].push(data[i + 2]);
+      }
+    }
+    return channels.map((c) => {
+      c.sort((a, b) => a - b);
+      return c[Math.floor(c.length / 2)];
+    });
+  }
+
+  // Largest font size at which the text fits its box (binary search on whole pixels).
+  function fitTranslations() {
+    if (el.translations.hidden) return;
+    for (const node of el.translations.children) {
+      const span = node.firstChild;
+      let lo = 4;
+      let hi = Math.max(lo, Math.floor(node.clientHeight * 0.9));
+      while (lo < hi) {
+        const mid = Math.ceil((lo + hi) / 2);
+        span.style.fontSize = `${mid}px`;
+        if (span.scrollWidth <= node.clientWidth + 1 && span.offsetHeight <= node.clientHeight + 1) lo = mid;
+        else hi = mid - 1;
+      }
+      span.style.fontSize = `${lo}px`;
+    }
+  }
+
+  function initTranslateToggle() {
+    el.translateToggle.addEventListener("click", () => {
+      const on = el.translateToggle.getAttribute("aria-pressed") !== "true";
+      el.translateToggle.setAttribute("aria-pressed", String(on));
+      el.translateToggle.textContent = on ? "Show original" : "Translate";
+      el.translations.hidden = !on;
+      fitTranslations();
+    });
+    new ResizeObserver(() => fitTranslations()).observe(el.frame);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Details panel
+
+  function openPanel(title) {
+    el.panelTitle.textContent = title;
+    el.panelBody.replaceChildren();
+    el.panel.hidden = false;
+    document.body.classList.add("panel-open");
+    return el.panelBody;
+  }
+
+  function closePanel(restoreFocus = true) {
+    el.panel.hidden = true;
+    document.body.classList.remove("panel-open");
+    selectMark(null);
+    if (restoreFocus && state.returnFocus && state.returnFocus.isConnected) state.returnFocus.focus();
+  }
+
+  function focusPanel() {
+    el.panel.focus({ preventScroll: true });
+    el.panel.scrollIntoView({ block: "nearest", behavior: "smooth" });
+  }
+
+  function openRegionPanel(region, number) {
+    const what = region.label || (region.kind === "salient" ? "Salient area" : "Region");
+    const body = openPanel(`${number}. ${what}`);
+    renderMatches(body, Array.isArray(region.matches) ? region.matches : []);
+    focusPanel();
+  }
+
+  function renderMatches(body, matches) {
+    const sorted = [...matches].sort((a, b) => (b.score || 0) - (a.score || 0));
+    if (!sorted.length) {
+      const empty = make("div", "empty");
+      empty.append(make("p", "empty-title", "No similar items"));
+      empty.append(make("p", "hint small",
+        "Nothing in the catalog is close enough to this part of the photo. Try dragging a tighter box around it."));
+      body.append(empty);
+      return;
+    }
+    const list = make("ol", "matches");
+    list.setAttribute("aria-label", "Similar items, best first");
+    for (const match of sorted) list.append(makeMatch(match));
+    body.append(list);
+  }
+
+  function makeMatch(match) {
+    const item = make("li", "match");
+    const href = safeUrl(match.url);
+    const container = href ? make("a", "match-link") : make("div", "match-link");
+    if (href) {
+      container.href = href;
+      container.target = "_blank";
+      container.rel = "noopener noreferrer";
+    }
+    const thumb = make("img", "match-thumb");
+    thumb.alt = "";
+    thumb.loading = "lazy";
+    thumb.decoding = "async";
+    const src = safeUrl(match.thumbnail_url);
+    if (src) thumb.src = src;
+    else thumb.classList.add("no-thumb");
+    thumb.addEventListener("error", () => { thumb.removeAttribute("src"); thumb.classList.add("no-thumb"); });
+    const text = make("div", "match-text");
+    const title = make("span", "match-title", match.title || `Item ${match.item_id}`);
+    title.dir = "auto";
+    const score = typeof match.score === "number" ? match.score : 0;
+    const scoreLine = make("span", "match-score", `similarity ${score.toFixed(2)}`);
+    const meter = make("meter", "match-meter");
+    meter.min = 0; meter.max = 1; meter.value = Math.max(0, Math.min(1, score));
+    meter.setAttribute("aria-hidden", "true");
+    text.append(title, scoreLine, meter);
+    container.append(thumb, text);
+    item.append(container);
+    return item;
+  }
+
+  function openTextPanel(block) {
+    const body = openPanel("Text");
+    const original = make("p", "text-original", block.text || "");
+    original.dir = "auto";
+    if (block.language) original.lang = block.language;
+    const conf = typeof block.language_confidence === "number" ? ` · ${Math.round(block.language_confidence * 100)}% sure` : "";
+    const meta = make("p", "text-meta", `Language: ${languageName(block.language)}${block.language ? ` (${block.language})` : ""}${conf}`);
+    body.append(meta, original);
+
+    const target = block.translation_language || el.targetLang.value;
+    body.append(make("h3", "text-heading", `Translation (${languageName(target)})`));
+    if (block.translation) {
+      const translated = make("p", "text-translation", block.translation);
+      translated.dir = "auto";
+      translated.lang = target;
+      body.append(translated);
+    } else {
+      body.append(make("p", "text-note", block.translation_note || "No translation available."));
+    }
+
+    const actions = make("div", "panel-actions");
+    const copyText = make("button", "button small", "Copy text");
+    copyText.type = "button";
+    copyText.addEventListener("click", () => copy(block.text || ""));
+    actions.append(copyText);
+    if (block.translation) {
+      const copyTranslation = make("button", "button small", "Copy translation");
+      copyTranslation.type = "button";
+      copyTranslation.addEventListener("click", () => copy(block.translation));
+      actions.append(copyTranslation);
+    }
+    const copyAll = make("button", "button small", "Copy all text");
+    copyAll.type = "button";
+    copyAll.addEventListener("click", copyAllText);
+    actions.append(copyAll);
+    body.append(actions);
+    focusPanel();
+  }
+
+  async function copy(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast("Copied");
+    } catch {
+      // Older browsers or no permission: the selection-based fallback.
+      const area = make("textarea", "visually-hidden");
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      const ok = document.execCommand && document.execCommand("copy");
+      area.remove();
+      toast(ok ? "Copied" : "Could not copy: your browser blocked the clipboard");
+    }
+  }
+
+  function copyAllText() {
+    const blocks = (state.result && state.result.text_blocks) || [];
+    copy(blocks.map((b) => b.text || "").filter(Boolean).join("\n\n"));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Drag a box on the photo -> search that crop
+
+  function initBoxSelection() {
+    let start = null;
+    el.overlay.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0 || e.target.closest("button") || !state.result) return;
+      e.preventDefault();
+      const rect = el.frame.getBoundingClientRect();
+      start = { x: e.clientX - rect.left, y: e.clientY - rect.top, rect, moved: false };
+      el.overlay.setPointerCapture(e.pointerId);
+    });
+    el.overlay.addEventListener("pointermove", (e) => {
+      if (!start) return;
+      const box = dragBox(start, e);
+      if (!start.moved && box.w < MIN_DRAG_PX && box.h < MIN_DRAG_PX) return;
+      start.moved = true;
+      el.selection.hidden = false;
+      el.selection.classList.add("drawing");
+      el.selection.style.left = `${box.x}px`;
+      el.selection.style.top = `${box.y}px`;
+      el.selection.style.width = `${box.w}px`;
+      el.selection.style.height = `${box.h}px`;
+    });
+    const finish = (e) => {
+      if (!start) return;
+      const box = dragBox(start, e);
+      const wasDrag = start.moved && box.w >= MIN_DRAG_PX && box.h >= MIN_DRAG_PX;
+      const rect = start.rect;
+      start = null;
+      el.selection.classList.remove("drawing");
+      if (!wasDrag) {
+        el.selection.hidden = true;
+        if (!el.panel.hidden) closePanel(false);
+        return;
+      }
+      const width = state.result.width || state.photo.width;
+      const height = state.result.height || state.photo.height;
+      const imageBox = [
+        (box.x / rect.width) * width, (box.y / rect.height) * height,
+        ((box.x + box.w) / rect.width) * width, ((box.y + box.h) / rect.height) * height,
+      ].map((v) => Math.round(v));
+      placeBox(el.selection, imageBox, width, height);
+      searchBox(imageBox);
+    };
+    el.overlay.addEventListener("pointerup", finish);
+    el.overlay.addEventListener("pointercancel", (e) => { if (start) { start.moved = false; finish(e); } });
+  }
+
+  function dragBox(start, e) {
+    const x = Math.max(0, Math.min(start.rect.width, e.clientX - start.rect.left));
+    const y = Math.max(0, Math.min(start.rect.height, e.clientY - start.rect.top));
+    return {
+      x: Math.min(start.x, x), y: Math.min(start.y, y),
+      w: Math.abs(x - start.x), h: Math.abs(y - start.y),
+    };
+  }
+
+  async function searchBox(box) {
+    selectMark(null);
+    const body = openPanel("Selected area");
+    const status = make("p", "searching-text", "Searching the catalog…");
+    status.setAttribute("role", "status");
+    body.append(status);
+    el.selection.classList.add("searching");
+    const generation = ++state.generation;
+    try {
+      const matches = await requestSearch(box);
+      if (generation !== state.generation) return;
+      body.replaceChildren();
+      renderMatches(body, matches);
+    } catch (err) {
+      if (generation !== state.generation) return;
+      body.replaceChildren();
+      const failed = make("div", "empty");
+      failed.append(make("p", "empty-title", "Search failed"));
+      failed.append(make("p", "hint small", err instanceof UserError ? err.message : "Something went wrong."));
+      const retry = make("button", "button small", "Try again");
+      retry.type = "button";
+      retry.addEventListener("click", () => searchBox(box));
+      failed.append(retry);
+      body.append(failed);
+    } finally {
+      if (generation === state.generation) el.selection.classList.remove("searching");
+    }
+    focusPanel();
+  }
+
+  // By job id when the server has the upload (no second upload); otherwise send the crop itself.
+  async function requestSearch(box) {
+    if (state.jobId) {
+      const response = await postJson("/api/v1/search", { job_id: state.jobId, box });
+      if (response.status === 200) return matchesOf(response.body);
+      // 404/410: the server no longer holds the upload; fall through to sending the crop.
+      if (response.status !== 404 && response.status !== 410) {
+        throw new UserError(errorMessage(response.status, response.body));
+      }
+    }
+    const crop = await cropBlob(box);
+    const form = new FormData();
+    form.append("image", crop, "crop.jpg");
+    let response;
+    try {
+      response = await fetch("/api/v1/search", { method: "POST", body: form, headers: { Accept: "application/json" } });
+    } catch {
+      throw new UserError(errorMessage(0, null));
+    }
+    const body = parseJson(await response.text());
+    if (response.status !== 200) throw new UserError(errorMessage(response.status, body));
+    return matchesOf(body);
+  }
+
+  async function postJson(url, payload) {
+    try {
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(payload),
+      });
+      return { status: response.status, body: parseJson(await response.text()) };
+    } catch {
+      throw new UserError(errorMessage(0, null));
+    }
+  }
+
+  function matchesOf(body) {
+    if (body && Array.isArray(body.matches)) return body.matches;
+    throw new UserError("The server's answer had no matches list.");
+  }
+
+  function cropBlob(box) {
+    const { canvas } = state.photo;
+    const width = state.result.width || state.photo.width;
+    const height = state.result.height || state.photo.height;
+    const sx = canvas.width / width;
+    const sy = canvas.height / height;
+    const w = Math.max(1, Math.round((box[2] - box[0]) * sx));
+    const h = Math.max(1, Math.round((box[3] - box[1]) * sy));
+    const crop = document.createElement("canvas");
+    crop.width = w;
+    crop.height = h;
+    crop.getContext("2d").drawImage(canvas, box[0] * sx, box[1] * sy, w, h, 0, 0, w, h);
+    return canvasToBlob(crop, "image/jpeg", JPEG_QUALITY);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Wiring
+
+  function startOver() {
+    cancelInFlight();
+    state.generation += 1;
+    closePanel(false);
+    show(el.picker);
+    el.fileInput.focus();
+  }
+
+  function init() {
+    initLanguagePicker();
+    initInputs();
+    initTranslateToggle();
+    initBoxSelection();
+    el.cancel.addEventListener("click", () => (state.result ? (cancelInFlight(), show(el.result)) : startOver()));
+    el.retry.addEventListener("click", () => { if (state.retry) state.retry(); });
+    el.errorNewPhoto.addEventListener("click", startOver);
+    el.newPhoto.addEventListener("click", startOver);
+    el.copyAll.addEventListener("click", copyAllText);
+    el.panelClose.addEventListener("click", () => { closePanel(); el.selection.hidden = true; });
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !el.panel.hidden) closePanel();
+    });
+    el.photo.addEventListener("load", fitTranslations);
+    document.body.classList.add("ready");
+  }
+
+  init();
+})();
