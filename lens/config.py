@@ -41,15 +41,24 @@ class LimitsConfig(Section):
 
 
 class DetectConfig(Section):
-    backend: Literal["ultralytics", "opencv-ssd", "none"] = "ultralytics"
+    # "fusion" runs both offline detectors and fuses their boxes (see bench/bench_detect.py).
+    backend: Literal["ultralytics", "opencv-ssd", "fusion", "none"] = "ultralytics"
     # A .pt/.onnx file that ultralytics loads; empty = the offline default prepared by
     # `lens models prepare` (YOLOv3-tiny COCO converted to ONNX).
     model_path: Path | None = None
     # Low enough to keep half-visible people (bus.jpg's left edge) as candidates; region
     # selection ranks and cuts them later, so recall matters more than precision here.
     confidence: float = Field(0.25, ge=0.0, le=1.0)
+    # Same-class NMS inside a detector (ultralytics' default).
     iou: float = Field(0.45, ge=0.0, le=1.0)
-    image_size: int = Field(640, ge=32)
+    # Boxes of different classes overlapping more than this are one object under two labels
+    # (car/truck, cup/bowl); a real pair of objects rarely overlaps this much.
+    merge_iou: float = Field(0.7, ge=0.0, le=1.0)
+    # Network input size (longest side) for ultralytics; empty = the model's own size from its
+    # metadata (416 for YOLOv3-tiny, which was trained at 416; 640 for yolo11n).
+    image_size: int | None = Field(None, ge=32)
+    # fusion: boxes of the two detectors with IoU above this are the same object.
+    fusion_iou: float = Field(0.55, ge=0.0, le=1.0)
 
 
 class SaliencyConfig(Section):

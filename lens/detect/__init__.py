@@ -13,6 +13,7 @@ from lens.types import Detection
 BACKENDS = {
     "ultralytics": "lens.detect.ultralytics_backend:UltralyticsDetector",
     "opencv-ssd": "lens.detect.opencv_ssd:OpenCvSsdDetector",
+    "fusion": "lens.detect.fusion:FusionDetector",
 }
 
 

