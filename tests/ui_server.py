@@ -1,0 +1,206 @@
+"""Helpers for the browser tests: Debian's Chromium, a static copy of the gateway's page, and
+the real one-process server (`lens serve --embedded`).
+
+Chromium is never downloaded: Playwright drives /usr/bin/chromium (Debian package `chromium`,
+installed by scripts/setup.sh).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STATIC_DIR = REPO_ROOT / "web" / "static"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+# What the gateway promises to send: no 'unsafe-inline' anywhere, blob: for the local preview.
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+VIEWPORTS = {"phone": {"width": 360, "height": 740}, "desktop": {"width": 1280, "height": 800}}
+
+
+def launch_chromium(playwright):
+    if not CHROMIUM.exists():
+        import pytest
+
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (scripts/setup.sh lists it)")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    content_type: str
+    body: bytes
+
+    def form(self) -> dict[str, bytes]:
+        """Multipart fields by name (file fields as their bytes)."""
+        header = f"Content-Type: {self.content_type}\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(header + self.body)
+        return {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.iter_parts()
+        }
+
+
+@dataclass
+class StaticUi:
+    """Serves web/static exactly where the gateway does (`/` and `/static/`) with a strict CSP.
+
+    The API answers with one fixed error, which is what the page tests exercise (error words,
+    retry, what was uploaded); results come only from the real server in test_ui_e2e.py.
+    """
+
+    api_status: int = 503
+    api_error: dict = field(default_factory=lambda: {
+        "error": {"code": "unavailable", "message": "The analysis service is not running."}
+    })
+    requests: list[RecordedRequest] = field(default_factory=list)
+
+    def __enter__(self) -> StaticUi:
+        ui = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def translate_path(self, path: str) -> str:
+                path = path.split("?", 1)[0]
+                if path == "/":
+                    path = "/index.html"
+                elif path.startswith("/static/"):
+                    path = path[len("/static"):]
+                return str(STATIC_DIR / path.lstrip("/"))
+
+            def end_headers(self) -> None:
+                self.send_header("Content-Security-Policy", STRICT_CSP)
+                self.send_header("Cache-Control", "no-store")
+                super().end_headers()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                ui.requests.append(
+                    RecordedRequest(self.path, self.headers.get("Content-Type", ""), self.rfile.read(length))
+                )
+                body = json.dumps(ui.api_error).encode()
+                self.send_response(ui.api_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def lens_command() -> list[str]:
+    exe = Path(sys.executable).with_name("lens")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "lens.cli"]
+
+
+def lens_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LENS_")}
+    env.update({
+        "LENS_DATA_DIR": str(data_dir),
+        # Prepared models are shared (made by `make setup`); everything written goes to data_dir.
+        "LENS_MODELS_DIR": str(REPO_ROOT / "var" / "models"),
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def lens_has_command(name: str) -> bool:
+    out = subprocess.run(lens_command() + ["--help"], capture_output=True, text=True, cwd=REPO_ROOT)
+    return f"{name}" in out.stdout
+
+
+class EmbeddedServer:
+    """`lens serve --embedded` on a free port, its log in data_dir/serve.log."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = data_dir / "serve.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 180.0) -> EmbeddedServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            lens_command() + ["serve", "--embedded", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=lens_env(self.data_dir), cwd=self.data_dir, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"lens serve exited with {self.process.returncode}:\n{self.log()}")
+            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(
+                self.url + "healthz", timeout=2
+            ) as response:
+                if response.status == 200:
+                    return self
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"lens serve did not answer /healthz in {timeout_s:.0f} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def build_demo_catalog(data_dir: Path, timeout_s: float = 900.0) -> None:
+    result = subprocess.run(
+        lens_command() + ["demo-catalog"], env=lens_env(data_dir), cwd=data_dir,
+        capture_output=True, text=True, timeout=timeout_s,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"lens demo-catalog failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+
+
+def clear_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
