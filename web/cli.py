@@ -1,0 +1,58 @@
+"""`lens serve`: the embedded single process (`--embedded`, what `make run` runs) or the
+gateway alone in front of Celery workers (what `make up` runs under gunicorn).
+
+Imported by `lens --help`, so nothing heavy at module level."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the web server (API and browser UI)")
+    p.add_argument("--embedded", action="store_true",
+                   help="one process: run every task in-process (Celery eager), no Redis needed")
+    p.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 8080)")
+    p.set_defaults(func=cmd_serve)
+
+
+def embedded_settings(settings):
+    return settings.model_copy(update={"server": settings.server.model_copy(update={"embedded": True})})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lens.config import get_settings
+
+    settings = get_settings()
+    if args.embedded:
+        settings = embedded_settings(settings)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    from web.app import create_app
+
+    app = create_app(settings)
+    mode = "embedded: one process, no broker" if settings.server.embedded else f"gateway; workers via {settings.redis_url}"
+    print(f"lens serving at http://{host}:{port}/  ({mode})", flush=True)
+    if settings.server.embedded:
+        # Werkzeug's threaded server: enough for one household; models are shared in-process.
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        return 0
+    run_gunicorn(app, host, port, settings.server.gateway_workers, settings.server.gateway_threads)
+    return 0
+
+
+def run_gunicorn(app, host: str, port: int, workers: int, threads: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Gateway(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+
+        def load(self):
+            return app
+
+    Gateway().run()

@@ -1,0 +1,178 @@
+"""What the API does, apart from HTTP: store uploads, enqueue canvases, read jobs, wait for
+synchronous tasks. The gateway never loads a model; workers (or, embedded, eager tasks) do."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import kombu.exceptions
+import redis
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeout
+
+from lens.config import Settings
+from lens.errors import LensError
+from lens.image import DecodedImage, decode_image
+from lens.pipeline import AnalyzeOptions, Pipeline
+from web.errors import ApiError
+from workers.jobs import JobRecord, new_job_id, result_cache_key, save_upload
+from workers.store import QueueUnavailableError, redacted
+from workers.tasks import analyze_canvas
+
+API = "/api/v1"
+
+
+class Gateway:
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self.settings = settings
+        self.celery = celery
+        self.runtime = celery.lens
+        self.jobs = self.runtime.jobs
+        # Only for model_versions() (configuration, no model is loaded by the gateway).
+        self._versions = Pipeline(settings).model_versions()
+
+    @property
+    def embedded(self) -> bool:
+        return self.settings.server.embedded
+
+    # -- photos ------------------------------------------------------------------------------
+    def decode(self, data: bytes | None) -> DecodedImage:
+        if data is None:
+            raise ApiError(400, "missing_image", "send the photo as an 'image' file or base64 field")
+        limits = self.settings.limits
+        return decode_image(data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
+
+    def store_upload(self, data: bytes, image: DecodedImage) -> str:
+        return str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
+
+    # -- analyze -----------------------------------------------------------------------------
+    def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions) -> tuple[int, dict[str, Any]]:
+        """(200, finished job) when cached or run eagerly, else (202, queued job)."""
+        opts = options.model_dump()
+        key = result_cache_key(image.sha256, self._versions, opts)
+        cached = self.jobs.cached_result(key)
+        if cached is not None:
+            return 200, {"job_id": None, "status": "done", "message": None, "cached": True,
+                         "result": json.loads(cached)}
+        path = self.store_upload(data, image)
+        job_id = new_job_id()
+        running = self.jobs.claim_inflight(key, job_id)
+        if running != job_id and self._is_live(running):
+            # The same photo with the same options is being analysed now: follow that job.
+            return 202, self._queued(running)
+        if running != job_id:
+            self.jobs.release_inflight(key)
+            self.jobs.claim_inflight(key, job_id)
+        self.jobs.create(JobRecord(
+            job_id=job_id, image_id=image.sha256, upload_path=path, width=image.width,
+            height=image.height, options=opts, cache_key=key,
+        ))
+        try:
+            analyze_canvas(self.celery, job_id).apply_async()
+        except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
+            self.jobs.release_inflight(key)
+            raise self.queue_down(exc) from None
+        if self.embedded:  # eager: the canvas already ran
+            return 200, self.job(job_id)
+        return 202, self._queued(job_id)
+
+    def _is_live(self, job_id: str) -> bool:
+        try:
+            return self.job(job_id)["status"] in ("queued", "running", "done")
+        except LensError:
+            return False
+
+    def _queued(self, job_id: str) -> dict[str, Any]:
+        return {"job_id": job_id, "status": "queued", "status_url": f"{API}/jobs/{job_id}"}
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        record = self.jobs.record(job_id)
+        state = self.jobs.state(job_id)
+        body: dict[str, Any] = {
+            "job_id": job_id, "status": state.status, "message": state.message,
+            "status_url": f"{API}/jobs/{job_id}", "image_id": record.image_id,
+            "created": record.created,
+        }
+        age = time.time() - record.created
+        deadline = self.settings.server.job_deadline_s
+        if state.status in ("queued", "running") and age > deadline:
+            body["status"] = "failed"
+            body["message"] = (
+                f"no result after {deadline} s: the workers are down or overloaded "
+                f"(the job was {state.status}); try again later"
+            )
+        if state.status == "done":
+            raw = self.jobs.result(state.result_key or record.cache_key)
+            if raw is None:
+                body["status"] = "failed"
+                body["message"] = "the result has expired; analyse the photo again"
+            else:
+                body["result"] = json.loads(raw)
+        return body
+
+    # -- crop search -------------------------------------------------------------------------
+    def search(self, upload_path: str, box: tuple[float, ...], k: int | None) -> list[dict[str, Any]]:
+        out = self.call("lens.search", upload_path, list(box), k)
+        return out["matches"]
+
+    # -- synchronous tasks -------------------------------------------------------------------
+    def call(self, task_name: str, *args: Any) -> dict[str, Any]:
+        """Run a task (on a worker, or eagerly) and wait; errors it returned are raised here."""
+        try:
+            result = self.celery.tasks[task_name].apply_async(args=args)
+            out = result.get(timeout=self.settings.server.sync_timeout_s, propagate=True,
+                             disable_sync_subtasks=False)
+        except CeleryTimeout:
+            raise ApiError(504, "timeout", (
+                f"no worker answered within {self.settings.server.sync_timeout_s:.0f} s; "
+                "are workers running for this queue?")) from None
+        except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
+            raise self.queue_down(exc) from None
+        if isinstance(out, dict) and "error" in out:
+            err = out["error"]
+            raise ApiError(int(err.get("status", 400)), err.get("code", "error"), err.get("message", ""))
+        return out
+
+    def queue_down(self, exc: Exception) -> QueueUnavailableError:
+        return QueueUnavailableError(
+            f"the job queue (Redis at {redacted(self.settings.redis_url)}) is unreachable, so "
+            f"the photo cannot be analysed now; try again shortly ({type(exc).__name__})"
+        )
+
+    # -- readiness ---------------------------------------------------------------------------
+    def readiness(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {}
+        if self.embedded:
+            checks["redis"] = {"ok": True, "detail": "not used (embedded mode)"}
+        else:
+            try:
+                self.runtime.store.ping()
+                checks["redis"] = {"ok": True, "detail": redacted(self.settings.redis_url)}
+            except QueueUnavailableError as exc:
+                checks["redis"] = {"ok": False, "detail": exc.message}
+        checks["models"] = self._models_check()
+        checks["index"] = self._index_check()
+        return checks
+
+    def _models_check(self) -> dict[str, Any]:
+        from lens.models import load_manifest
+
+        s = self.settings
+        enabled = {"embed"}
+        for stage, backend in (("detect", s.detect.backend), ("saliency", s.saliency.backend),
+                               ("ocr", s.ocr.backend), ("translate", s.translate.backend)):
+            if backend != "none":
+                enabled.add(stage)
+        missing = [f"{spec.name}: {spec.how_to_get(s)}" for spec in load_manifest()
+                   if spec.default and spec.stage in enabled and not spec.is_ready(s)]
+        if missing:
+            return {"ok": False, "detail": "missing models: " + "; ".join(missing)}
+        return {"ok": True, "detail": f"default models present for {', '.join(sorted(enabled))}"}
+
+    def _index_check(self) -> dict[str, Any]:
+        from web.catalog import catalog_status
+
+        return catalog_status(self.settings)
+

@@ -1,0 +1,188 @@
+"""The OpenAPI 3.1 document of the API. Result schemas come from the pydantic models in
+lens.types, so the document cannot drift from what the workers produce; tests validate real
+responses against it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from lens import __version__
+from lens.types import AnalyzeResult, Match
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _model_schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in (AnalyzeResult, Match):
+        schema = model.model_json_schema(ref_template=REF, mode="serialization")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "additionalProperties": False,
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    }},
+}
+
+JOB = {
+    "type": "object",
+    "required": ["job_id", "status"],
+    "properties": {
+        "job_id": {"type": ["string", "null"], "description": "null for a cached result"},
+        "status": {"enum": ["queued", "running", "done", "failed"]},
+        "message": {"type": ["string", "null"], "description": "why the job failed"},
+        "status_url": {"type": "string"},
+        "image_id": {"type": "string"},
+        "created": {"type": "number"},
+        "cached": {"type": "boolean"},
+        "result": _ref("AnalyzeResult"),
+    },
+}
+
+SEARCH = {
+    "type": "object",
+    "required": ["image_id", "box", "matches"],
+    "additionalProperties": False,
+    "properties": {
+        "image_id": {"type": "string"},
+        "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+        "matches": {"type": "array", "items": _ref("Match")},
+    },
+}
+
+ITEM = {
+    "type": "object",
+    "required": ["item"],
+    "properties": {"item": {"type": "object", "required": ["id"], "properties": {
+        "id": {"type": "integer"}, "title": {"type": ["string", "null"]},
+        "url": {"type": ["string", "null"]}, "thumbnail_url": {"type": "string"},
+    }}},
+}
+
+CHECK = {"type": "object", "required": ["ok", "detail"],
+         "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}}}
+READY = {
+    "type": "object",
+    "required": ["ready", "checks", "reasons"],
+    "additionalProperties": False,
+    "properties": {
+        "ready": {"type": "boolean"},
+        "checks": {"type": "object", "additionalProperties": _ref("Check")},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+    },
+}
+HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
+
+OPTIONS = {
+    "target_lang": {"type": "string", "description": "viewer's language (ISO 639-1); default: Accept-Language, then the server's default"},
+    "max_regions": {"type": "integer", "minimum": 1, "maximum": 50},
+    "regions": {"type": "boolean", "default": True},
+    "text": {"type": "boolean", "default": True},
+    "search": {"type": "boolean", "default": True},
+}
+
+
+def _body(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    multipart = {"type": "object", "properties": {
+        **{k: ({"type": "string", "format": "binary"} if k == "image" else v) for k, v in properties.items()}}}
+    as_json = {"type": "object", "properties": {
+        **{k: ({"type": "string", "contentEncoding": "base64"} if k == "image" else v) for k, v in properties.items()}}}
+    if required:
+        multipart["required"] = as_json["required"] = required
+    return {"required": True, "content": {
+        "multipart/form-data": {"schema": multipart}, "application/json": {"schema": as_json}}}
+
+
+def _responses(**by_status: tuple[str, str | None]) -> dict[str, Any]:
+    out = {}
+    for status, (description, schema) in by_status.items():
+        code = status.removeprefix("s")
+        entry: dict[str, Any] = {"description": description}
+        if schema:
+            entry["content"] = {"application/json": {"schema": _ref(schema)}}
+        out[code] = entry
+    return out
+
+
+ERRORS = {"s400": ("bad input", "Error"), "s413": ("photo too large", "Error"),
+          "s415": ("not a supported image", "Error"), "s503": ("queue or catalog unavailable", "Error")}
+AUTH = {"s401": ("missing or wrong API key", "Error"),
+        "s503": ("writes disabled (no API key configured) or queue unavailable", "Error")}
+ITEM_ID = [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+ITEM_PROPS = {"image": {}, "title": {"type": "string"}, "url": {"type": "string"},
+              "external_id": {"type": "string"}, "metadata": {"type": "object"}}
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    schemas = _model_schemas() | {"Error": ERROR, "Job": JOB, "SearchResponse": SEARCH,
+                                  "ItemResponse": ITEM, "Check": CHECK, "Ready": READY,
+                                  "Health": HEALTH}
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {"summary": "the process is up", "responses": _responses(s200=("up", "Health"))}},
+        "/readyz": {"get": {"summary": "Redis reachable, models present, catalog built", "responses": _responses(
+            s200=("ready", "Ready"), s503=("not ready; `reasons` says why", "Ready"))}},
+        "/api/v1/analyze": {"post": {
+            "summary": "find regions and text in a photo",
+            "parameters": [{"name": "Accept-Language", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "requestBody": _body({"image": {}, **OPTIONS}, ["image"]),
+            "responses": _responses(s200=("finished (cached, or embedded mode)", "Job"),
+                                    s202=("queued; poll status_url", "Job"), **ERRORS),
+        }},
+        "/api/v1/jobs/{job_id}": {"get": {
+            "summary": "a job's status, and its result when done",
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": _responses(s200=("the job", "Job"), s404=("no such job", "Error"), s503=ERRORS["s503"]),
+        }},
+        "/api/v1/search": {"post": {
+            "summary": "catalog matches for a box of a photo (or of an earlier job's photo)",
+            "requestBody": _body({"image": {}, "job_id": {"type": "string"},
+                                  "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+                                  "k": {"type": "integer", "minimum": 1, "maximum": 100}}),
+            "responses": _responses(s200=("matches", "SearchResponse"), s404=("no such job", "Error"),
+                                    s410=("that job's photo is no longer stored", "Error"),
+                                    s504=("no worker answered in time", "Error"), **ERRORS),
+        }},
+        "/api/v1/items": {"post": {
+            "summary": "add an item to the catalog", "security": [{"bearer": []}],
+            "requestBody": _body(ITEM_PROPS, ["image"]),
+            "responses": _responses(s201=("added", "ItemResponse"), s400=ERRORS["s400"], **AUTH),
+        }},
+        "/api/v1/items/{item_id}": {
+            "get": {"summary": "one catalog item", "parameters": ITEM_ID,
+                    "responses": _responses(s200=("the item", "ItemResponse"), s404=("no such item", "Error"))},
+            "put": {"summary": "change an item's fields", "security": [{"bearer": []}], "parameters": ITEM_ID,
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {k: v for k, v in ITEM_PROPS.items() if k != "image"}}}}},
+                    "responses": _responses(s200=("changed", "ItemResponse"), s404=("no such item", "Error"), **AUTH)},
+            "delete": {"summary": "remove an item", "security": [{"bearer": []}], "parameters": ITEM_ID,
+                       "responses": _responses(s200=("removed", None), s404=("no such item", "Error"), **AUTH)},
+        },
+        "/api/v1/items/{item_id}/thumbnail": {"get": {
+            "summary": "the item's thumbnail image", "parameters": ITEM_ID,
+            "responses": {"200": {"description": "image", "content": {"image/*": {}}},
+                          "404": {"description": "no such item or no thumbnail",
+                                  "content": {"application/json": {"schema": _ref("Error")}}}},
+        }},
+        "/api/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lens", "version": __version__,
+                 "description": "Self-hosted visual search: regions, catalog matches, text and translation."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,175 @@
+"""Job records, uploads and the result cache: what the gateway and the tasks share.
+
+A job is one analysis of one stored upload with one set of options. Its id travels through
+the queue; the photo itself stays on disk under its content hash (never in a message).
+Keys in the store:
+  job:<id>              the record (image, upload path, options, cache key), written once
+  job:<id>:state        status queued/running/done/failed, message, timestamps
+  job:<id>:part:<name>  one branch's output (regions or text), for the merge
+  job:<id>:tries:<name> how many times a branch started (redeliveries after a worker died)
+  result:<cache key>    the merged AnalyzeResult JSON
+  inflight:<cache key>  the job computing that result right now
+  count:task:<name>     how many times each task body ran (tests, metrics)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lens.config import Settings
+from lens.errors import LensError
+from workers.store import Store
+
+STATUSES = ("queued", "running", "done", "failed")
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+
+
+class JobNotFoundError(LensError):
+    http_status = 404
+    code = "job_not_found"
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    image_id: str
+    upload_path: str
+    width: int
+    height: int
+    options: dict[str, Any]
+    cache_key: str
+    created: float = field(default_factory=time.time)
+
+
+@dataclass
+class JobState:
+    status: str
+    message: str | None = None
+    updated: float = field(default_factory=time.time)
+    worker: str | None = None
+    # Where the result is stored when status is done (the cache key, or job-<id> if partial).
+    result_key: str | None = None
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def result_cache_key(image_id: str, model_versions: dict[str, str], options: dict[str, Any]) -> str:
+    """Same photo bytes, same models, same options -> same key."""
+    payload = json.dumps(
+        {"image": image_id, "models": model_versions, "options": options}, sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def save_upload(upload_dir: Path, data: bytes, image_id: str, image_format: str) -> Path:
+    """Store the upload under its content hash; the same photo twice is written once."""
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    path = upload_dir / f"{image_id}.{EXTENSIONS.get(image_format, 'bin')}"
+    if path.exists():
+        os.utime(path)  # keeps it from retention clean-up while in use
+        return path
+    # Write then rename: a worker never sees a half-written photo.
+    fd, tmp = tempfile.mkstemp(dir=upload_dir, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class Jobs:
+    """Job records and results in a Store, with the TTLs from settings.server."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.ttl = settings.server.job_ttl_s
+
+    # -- records and states --------------------------------------------------------------------
+    def create(self, record: JobRecord) -> None:
+        self.store.set(f"job:{record.job_id}", json.dumps(asdict(record)), self.ttl)
+        self.set_state(record.job_id, "queued")
+
+    def record(self, job_id: str) -> JobRecord:
+        raw = self.store.get(f"job:{job_id}") if _valid_id(job_id) else None
+        if raw is None:
+            raise JobNotFoundError(f"no job '{job_id}' (unknown, or older than {self.ttl} s)")
+        return JobRecord(**json.loads(raw))
+
+    def set_state(
+        self,
+        job_id: str,
+        status: str,
+        message: str | None = None,
+        worker: str | None = None,
+        result_key: str | None = None,
+    ) -> None:
+        assert status in STATUSES, status
+        state = JobState(status=status, message=message, worker=worker, result_key=result_key)
+        self.store.set(f"job:{job_id}:state", json.dumps(asdict(state)), self.ttl)
+
+    def state(self, job_id: str) -> JobState:
+        raw = self.store.get(f"job:{job_id}:state")
+        if raw is None:
+            raise JobNotFoundError(f"no job '{job_id}'")
+        return JobState(**json.loads(raw))
+
+    # -- branch outputs ------------------------------------------------------------------------
+    def save_part(self, job_id: str, name: str, payload: dict[str, Any]) -> None:
+        self.store.set(f"job:{job_id}:part:{name}", json.dumps(payload), self.ttl)
+
+    def part(self, job_id: str, name: str) -> dict[str, Any] | None:
+        raw = self.store.get(f"job:{job_id}:part:{name}")
+        return None if raw is None else json.loads(raw)
+
+    def count_try(self, job_id: str, name: str) -> int:
+        return self.store.incr(f"job:{job_id}:tries:{name}", self.ttl)
+
+    # -- results -------------------------------------------------------------------------------
+    def save_result(self, cache_key: str, result_json: str) -> None:
+        ttl = max(self.settings.server.result_cache_ttl_s, self.ttl)
+        self.store.set(f"result:{cache_key}", result_json, ttl)
+
+    def result(self, cache_key: str) -> str | None:
+        return self.store.get(f"result:{cache_key}")
+
+    def cached_result(self, cache_key: str) -> str | None:
+        """The result for this key if the cache is on (result_cache_ttl_s > 0)."""
+        if self.settings.server.result_cache_ttl_s <= 0:
+            return None
+        return self.result(cache_key)
+
+    def claim_inflight(self, cache_key: str, job_id: str) -> str:
+        """Register job_id as computing cache_key; returns the job already doing it, if any."""
+        key = f"inflight:{cache_key}"
+        if self.store.set_if_absent(key, job_id, self.settings.server.task_hard_time_limit_s * 2):
+            return job_id
+        other = self.store.get(key)
+        return other or job_id
+
+    def release_inflight(self, cache_key: str) -> None:
+        self.store.delete(f"inflight:{cache_key}")
+
+    # -- counters ------------------------------------------------------------------------------
+    def count_task(self, name: str) -> None:
+        self.store.incr(f"count:task:{name}")
+
+    def task_count(self, name: str) -> int:
+        return int(self.store.get(f"count:task:{name}") or 0)
+
+
+def _valid_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)

@@ -1,0 +1,157 @@
+"""Thin Celery tasks over lens.pipeline. Tasks take job ids and upload paths, never image bytes.
+
+One photo is one canvas: chord([regions(job), text(job)], merge(job)). The branches run on
+different queues (so on different workers when there are several) and write their output
+under the job's keys; merge builds the AnalyzeResult and caches it. Every task is idempotent
+for its job id: a redelivered branch whose output exists returns at once, a merge of a job
+already done does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Celery, chord
+from celery.exceptions import SoftTimeLimitExceeded
+
+from lens.errors import LensError
+from lens.image import load_image_file
+from lens.types import AnalyzeResult
+
+log = logging.getLogger(__name__)
+
+BRANCHES = ("regions", "text")
+
+
+def analyze_canvas(app: Celery, job_id: str):
+    """The canvas for one photo; task ids derive from the job id (easy to trace)."""
+    header = [
+        app.signature(f"lens.{name}", args=(job_id,)).set(task_id=f"{job_id}-{name}")
+        for name in BRANCHES
+    ]
+    body = app.signature("lens.merge", kwargs={"job_id": job_id}).set(task_id=f"{job_id}-merge")
+    return chord(header, body)
+
+
+def _load_upload(runtime, path: str):
+    limits = runtime.settings.limits
+    return load_image_file(path, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
+
+
+def run_branch(runtime, job_id: str, branch: str) -> str:
+    """Run one branch of a job and store its output (or its error) under the job."""
+    from lens.pipeline import AnalyzeOptions, Timer
+
+    jobs = runtime.jobs
+    if jobs.part(job_id, branch) is not None:
+        return branch  # already done: this is a redelivery
+    jobs.count_task(branch)
+    tries = jobs.count_try(job_id, branch)
+    max_attempts = runtime.settings.server.max_attempts
+    if tries > max_attempts:
+        jobs.save_part(job_id, branch, {"error": (
+            f"stopped after {max_attempts} attempts: the worker process running it died each "
+            "time (killed, or out of memory)")})
+        return branch
+    record = jobs.record(job_id)
+    if jobs.state(job_id).status == "queued":
+        jobs.set_state(job_id, "running", worker=runtime.worker_name())
+    options = AnalyzeOptions(**record.options)
+    timer = Timer()
+    payload: dict[str, Any]
+    try:
+        pipeline = runtime.pipeline()
+        image = _load_upload(runtime, record.upload_path)
+        with timer.stage(f"{branch}_total"):
+            if branch == "regions":
+                regions = pipeline.find_regions(image, options, timer) if options.regions else []
+                payload = {"regions": [r.model_dump(mode="json") for r in regions]}
+            else:
+                wanted = options.text and runtime.settings.ocr.backend != "none"
+                blocks = pipeline.read_text(image, options, timer) if wanted else []
+                payload = {"text_blocks": [b.model_dump(mode="json") for b in blocks]}
+        payload["timings_ms"] = timer.ms
+    except SoftTimeLimitExceeded:
+        limit = runtime.settings.server.task_soft_time_limit_s
+        payload = {"error": f"took longer than the {limit} s limit"}
+    except LensError as exc:
+        payload = {"error": exc.message, "code": exc.code}
+    except Exception as exc:  # a bug or a broken model: report it on the job, keep the worker
+        log.exception("job %s: %s branch failed", job_id, branch)
+        payload = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+    jobs.save_part(job_id, branch, payload)
+    return branch
+
+
+def merge_job(runtime, job_id: str) -> str:
+    """Combine the branch outputs into one AnalyzeResult; cache it if every branch worked."""
+    jobs = runtime.jobs
+    state = jobs.state(job_id)
+    if state.status in ("done", "failed"):
+        return state.status
+    jobs.count_task("merge")
+    record = jobs.record(job_id)
+    parts = {name: jobs.part(job_id, name) or {"error": "its output is missing"} for name in BRANCHES}
+    errors = [f"{name}: {part['error']}" for name, part in parts.items() if "error" in part]
+    if len(errors) == len(BRANCHES):
+        jobs.set_state(job_id, "failed", message="; ".join(errors))
+        jobs.release_inflight(record.cache_key)
+        return "failed"
+    timings: dict[str, float] = {}
+    for part in parts.values():
+        timings.update(part.get("timings_ms", {}))
+    timings["total"] = round((time.time() - record.created) * 1e3, 2)
+    result = AnalyzeResult(
+        image_id=record.image_id,
+        width=record.width,
+        height=record.height,
+        regions=parts["regions"].get("regions", []),
+        text_blocks=parts["text"].get("text_blocks", []),
+        timings_ms=timings,
+        model_versions=runtime.pipeline().model_versions(),
+        options=record.options,
+        warnings=errors,
+    )
+    # A partial result (one branch failed) is shown for this job but never cached.
+    result_key = record.cache_key if not errors else f"job-{job_id}"
+    jobs.save_result(result_key, result.to_json())
+    jobs.set_state(job_id, "done", result_key=result_key)
+    jobs.release_inflight(record.cache_key)
+    return "done"
+
+
+def search_crop(runtime, upload_path: str, box: list[float], k: int | None) -> dict[str, Any]:
+    """Catalog matches for one box of a stored upload; errors come back as data."""
+    try:
+        image = _load_upload(runtime, upload_path)
+        matches = runtime.pipeline().search_boxes(image, [tuple(box)], k=k)[0]
+    except LensError as exc:
+        return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
+    return {"matches": [m.model_dump(mode="json") for m in matches]}
+
+
+def register_tasks(app: Celery) -> None:
+    runtime = app.lens
+
+    @app.task(name="lens.regions", bind=True)
+    def regions(self, job_id: str) -> str:
+        return run_branch(runtime, job_id, "regions")
+
+    @app.task(name="lens.text", bind=True)
+    def text(self, job_id: str) -> str:
+        return run_branch(runtime, job_id, "text")
+
+    @app.task(name="lens.merge", bind=True)
+    def merge(self, _branches: list[str], job_id: str) -> str:
+        return merge_job(runtime, job_id)
+
+    @app.task(name="lens.search", bind=True)
+    def search(self, upload_path: str, box: list[float], k: int | None = None) -> dict[str, Any]:
+        runtime.jobs.count_task("search")
+        return search_crop(runtime, upload_path, box, k)
+
+    from workers.index_tasks import register_index_tasks
+
+    register_index_tasks(app)
