@@ -64,9 +64,9 @@ class DetectConfig(Section):
 class SaliencyConfig(Section):
     backend: Literal["spectral-residual", "learned", "none"] = "spectral-residual"
     # Spectral residual works on a 64 px thumbnail, so its raw map is blocky and peaks on edges;
-    # a blur of ~4% of the longest side (about 1 degree of view on OSIE's 800 px photos, the
-    # scale of human fixation maps) turns it into object-sized blobs.
-    blur_sigma: float = Field(0.04, ge=0.0, le=0.5)
+    # a blur of 3% of the longest side (24 px on OSIE's 800 px photos, near the 16 px of human
+    # fixation maps) turns it into object-sized blobs. 2-3% scored best on OSIE, 6% worse.
+    blur_sigma: float = Field(0.03, ge=0.0, le=0.5)
     # Centre prior: a Gaussian with this sigma as a fraction of width/height. People frame the
     # subject near the middle; 0.25 alone scores NSS ~0.74 on OSIE (bench/RESULTS.md).
     centre_sigma: float = Field(0.25, gt=0.0, le=10.0)
@@ -88,13 +88,14 @@ class RegionConfig(Section):
     # diluted by weak background boxes, while several comparable subjects all get a dot.
     min_relative_score: float = Field(0.35, ge=0.0, le=1.0)
     # Ranking weights. Detector confidence says "this is a thing"; saliency mass (share of the
-    # map inside the box) says "people look here" and favours big salient subjects; saliency
-    # contrast (mean inside vs whole image) favours small salient ones; the centre term
-    # encodes the photographer's framing. Defaults chosen on OSIE fixations (bench_saliency).
+    # map inside the box) says "people look here" but grows with box size, so it weighs half;
+    # saliency mean (inside the box, relative to the map's peak) favours a small salient
+    # subject over a big dull box; the centre term is small because the map already carries a
+    # centre prior. Compared on OSIE fixations in bench_saliency (region ranking table).
     weight_confidence: float = Field(1.0, ge=0.0)
-    weight_mass: float = Field(1.0, ge=0.0)
-    weight_contrast: float = Field(1.0, ge=0.0)
-    weight_centre: float = Field(0.5, ge=0.0)
+    weight_mass: float = Field(0.5, ge=0.0)
+    weight_mean: float = Field(1.0, ge=0.0)
+    weight_centre: float = Field(0.25, ge=0.0)
     # Salient blobs: pixels above this fraction of the map's maximum. 0.5 keeps the core of
     # each peak without merging neighbouring objects into one blob.
     salient_threshold: float = Field(0.5, gt=0.0, lt=1.0)

@@ -6,8 +6,9 @@ from typing import Protocol
 
 import numpy as np
 
-from lens.config import Settings
+from lens.config import RegionConfig, Settings
 from lens.registry import load_backend
+from lens.types import Detection, Region
 
 BACKENDS = {
     "spectral-residual": "lens.saliency.spectral:SpectralResidualSaliency",
@@ -22,6 +23,18 @@ class Saliency(Protocol):
     def map(self, rgb: np.ndarray) -> np.ndarray:
         """A float32 map in [0, 1] with the same height and width as `rgb`."""
         ...
+
+
+def select_regions(
+    rgb: np.ndarray,
+    detections: list[Detection],
+    saliency_map: np.ndarray | None,
+    config: RegionConfig,
+) -> list[Region]:
+    """Ranked regions, ids 1..N; see lens.saliency.regions (imported on first use: it needs OpenCV)."""
+    from lens.saliency.regions import select_regions as _select
+
+    return _select(rgb, detections, saliency_map, config)
 
 
 def create_saliency(settings: Settings) -> Saliency:
