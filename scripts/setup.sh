@@ -12,7 +12,8 @@ STAMP=$VENV/.requirements.sha256
 # catalog, fonts for rendering text in tests and overlays, Tesseract for the vi/ko OCR path.
 APT_PACKAGES=(redis-server chromium tuxpaint-stamps-default fonts-dejavu-core fonts-noto-core
   fonts-noto-cjk tesseract-ocr tesseract-ocr-eng tesseract-ocr-por tesseract-ocr-vie
-  tesseract-ocr-kor)
+  tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-spa tesseract-ocr-chi-sim
+  tesseract-ocr-jpn)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lens.config import Settings
 from lens.registry import load_backend
+
+if TYPE_CHECKING:
+    from lens.translate.service import TranslationService
 
 BACKENDS = {
     "bergamot": "lens.translate.bergamot:BergamotTranslator",
@@ -27,3 +30,10 @@ class Translator(Protocol):
 
 def create_translator(settings: Settings) -> Translator:
     return load_backend("translate", settings.translate.backend, BACKENDS)(settings)
+
+
+def create_translation_service(settings: Settings) -> TranslationService:
+    """Every installed backend behind one router; the configured backend is asked first."""
+    from lens.translate.service import TranslationService
+
+    return TranslationService(settings)

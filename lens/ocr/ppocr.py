@@ -1,0 +1,195 @@
+"""PP-OCRv6 text lines from rapidocr, with orientation decided per group of lines.
+
+rapidocr's 0/180 line classifier sometimes flips an upright line on its own (and then reads it
+upside down and mirrors its word boxes). A single line's flip is not trusted: lines that sit
+together (a sign, a paragraph) share one orientation, decided by an area-weighted vote of the
+classifier, and if the recogniser is still unsure the opposite orientation is tried for the
+whole group. Lines taller than wide are turned 90 degrees by rapidocr before classification,
+so 90/270 text becomes a 0/180 decision too.
+
+Recognition is a callback, so the Tesseract backend reuses detection and orientation here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lens.types import Point, TextLine
+
+# Below this (length-weighted) mean recognition score a group is re-read upside down too.
+RECHECK_BELOW = 0.85
+
+Recognizer = Callable[[list[np.ndarray]], list[tuple[str, float]]]
+
+
+@dataclass
+class LineCandidate:
+    quad: np.ndarray  # 4x2 float32, original pixels, clockwise from the box's top-left
+    crop: np.ndarray  # BGR crop in rapidocr's base orientation (tall lines turned 90 deg CCW)
+    vertical: bool
+    flip_vote: float  # classifier: +score when it says 180, -score when it says 0
+
+    @property
+    def weight(self) -> float:
+        h, w = self.crop.shape[:2]
+        return float(h * w)
+
+
+def reading_polygon(quad: np.ndarray, vertical: bool, flipped: bool) -> list[Point]:
+    """The quad's corners starting at the text's own top-left, clockwise as the text reads.
+
+    rapidocr turns a tall crop counter-clockwise (its top-right corner becomes the top-left)
+    and the classifier may turn it by 180 more; each step moves the starting corner by one or
+    two places.
+    """
+    shift = (1 if vertical else 0) + (2 if flipped else 0)
+    return [(float(quad[(i + shift) % 4][0]), float(quad[(i + shift) % 4][1])) for i in range(4)]
+
+
+def group_neighbours(candidates: Sequence[LineCandidate]) -> list[list[int]]:
+    """Indices of lines that touch once grown by half their thickness (same direction only)."""
+    n = len(candidates)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    boxes = []
+    for c in candidates:
+        x1, y1 = c.quad.min(axis=0)
+        x2, y2 = c.quad.max(axis=0)
+        grow = 0.5 * min(c.crop.shape[:2])
+        boxes.append((x1 - grow, y1 - grow, x2 + grow, y2 + grow))
+    for i in range(n):
+        for j in range(i + 1, n):
+            if candidates[i].vertical != candidates[j].vertical:
+                continue
+            a, b = boxes[i], boxes[j]
+            if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _mean_score(readings: Sequence[tuple[str, float]]) -> float:
+    total = sum(max(len(t), 1) for t, _ in readings)
+    return sum(max(len(t), 1) * s for t, s in readings) / total if total else 0.0
+
+
+def resolve_orientation(
+    candidates: Sequence[LineCandidate], recognize: Recognizer
+) -> list[tuple[LineCandidate, bool, str, float]]:
+    """(candidate, flipped, text, score) per line, orientation voted per group of lines."""
+    results: list[tuple[LineCandidate, bool, str, float] | None] = [None] * len(candidates)
+    groups = group_neighbours(candidates)
+    flips = {}
+    for group in groups:
+        vote = sum(candidates[i].weight * candidates[i].flip_vote for i in group)
+        for i in group:
+            flips[i] = vote > 0
+    order = list(range(len(candidates)))
+    crops = [_oriented(candidates[i].crop, flips[i]) for i in order]
+    readings = recognize(crops) if crops else []
+    by_index = dict(zip(order, readings, strict=True))
+    retry = [g for g in groups if _mean_score([by_index[i] for i in g]) < RECHECK_BELOW]
+    retry_indices = [i for g in retry for i in g]
+    if retry_indices:
+        second = recognize([_oriented(candidates[i].crop, not flips[i]) for i in retry_indices])
+        second_by_index = dict(zip(retry_indices, second, strict=True))
+        for group in retry:
+            if _mean_score([second_by_index[i] for i in group]) > _mean_score([by_index[i] for i in group]):
+                for i in group:
+                    flips[i] = not flips[i]
+                    by_index[i] = second_by_index[i]
+    for i, c in enumerate(candidates):
+        text, score = by_index[i]
+        results[i] = (c, flips[i], text, score)
+    return [r for r in results if r is not None]
+
+
+def _oriented(crop: np.ndarray, flipped: bool) -> np.ndarray:
+    return np.ascontiguousarray(crop[::-1, ::-1]) if flipped else crop
+
+
+class PpOcrLines:
+    """Finds text lines with PP-OCRv6 small (rapidocr 3.10.0) and classifies their 0/180 turn."""
+
+    def __init__(self, det_max_side: int = 960, threads: int = 1) -> None:
+        from rapidocr import RapidOCR
+
+        self._engine = RapidOCR(
+            params={
+                "Global.log_level": "warning",
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                "Det.limit_type": "max",
+                "Det.limit_side_len": det_max_side,
+            }
+        )
+        # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
+        # the same ones, and the lock keeps a concurrent caller from seeing half an update.
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the three ONNX sessions now (rapidocr loads them lazily on first use)."""
+        self._engine._load_det_model()
+        self._engine._load_cls_model()
+        self._engine._load_rec_model()
+
+    def find(self, bgr: np.ndarray) -> list[LineCandidate]:
+        from rapidocr.utils.process_img import get_rotate_crop_image
+
+        with self._lock:
+            det = self._engine(bgr, use_det=True, use_cls=False, use_rec=False)
+        boxes = getattr(det, "boxes", None)
+        if boxes is None or len(boxes) == 0:
+            return []
+        candidates = []
+        # Crops come from the full-resolution photo: detection ran on a downscaled copy, but
+        # recognition of small text needs every pixel.
+        for quad in np.asarray(boxes, dtype=np.float32):
+            crop = get_rotate_crop_image(bgr, quad.copy())
+            if crop.size == 0 or min(crop.shape[:2]) < 2:
+                continue
+            vertical = _is_tall(quad)
+            candidates.append(LineCandidate(quad=quad, crop=np.ascontiguousarray(crop), vertical=vertical, flip_vote=0.0))
+        if not candidates:
+            return []
+        cls = self._engine._load_cls_model()([c.crop for c in candidates])
+        for c, (label, score) in zip(candidates, cls.cls_res, strict=True):
+            c.flip_vote = float(score) if "180" in str(label) else -float(score)
+        return candidates
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        from rapidocr.ch_ppocr_rec import TextRecInput
+
+        if not crops:
+            return []
+        out = self._engine._load_rec_model()(TextRecInput(img=crops, return_word_box=False))
+        return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]
+
+    def read(self, bgr: np.ndarray, recognize: Recognizer | None = None, min_confidence: float = 0.5) -> list[TextLine]:
+        candidates = self.find(bgr)
+        lines = []
+        for c, flipped, text, score in resolve_orientation(candidates, recognize or self.recognize):
+            text = " ".join(text.split())
+            if not text or score < min_confidence:
+                continue
+            lines.append(TextLine(polygon=reading_polygon(c.quad, c.vertical, flipped), text=text, confidence=round(score, 4)))
+        return lines
+
+
+def _is_tall(quad: np.ndarray) -> bool:
+    """Same test rapidocr applies before turning a crop (height/width >= 1.5)."""
+    width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
+    height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+    return width > 0 and height / width >= 1.5
