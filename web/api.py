@@ -16,7 +16,8 @@ from web.requests import bool_field, box_field, int_field, language_from, read_f
 
 api = Blueprint("api", __name__)
 
-ITEM_FIELDS = ("title", "url", "external_id", "metadata", "price")
+# What a catalog item carries besides its image; `metadata` is accepted for `extra`.
+ITEM_FIELDS = ("title", "url", "external_id", "extra", "metadata")
 
 
 def gateway() -> Gateway:
@@ -95,13 +96,15 @@ def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise bad_request(f"unknown item field(s): {', '.join(unknown)}; known: {', '.join(ITEM_FIELDS)}")
     out = dict(fields)
-    if isinstance(out.get("metadata"), str):
+    if "metadata" in out:
+        out["extra"] = out.pop("metadata")
+    if isinstance(out.get("extra"), str):  # a multipart form field
         try:
-            out["metadata"] = json.loads(out["metadata"])
+            out["extra"] = json.loads(out["extra"])
         except ValueError:
-            raise bad_request("'metadata' must be a JSON object") from None
-    if "metadata" in out and not isinstance(out["metadata"], dict):
-        raise bad_request("'metadata' must be a JSON object")
+            raise bad_request("'extra' must be a JSON object") from None
+    if "extra" in out and not isinstance(out["extra"], dict):
+        raise bad_request("'extra' must be a JSON object")
     for name in ("title", "url", "external_id"):
         if name in out and out[name] is not None and not isinstance(out[name], str):
             raise bad_request(f"'{name}' must be a string")
@@ -109,9 +112,7 @@ def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_thumbnail(item: dict[str, Any]) -> dict[str, Any]:
-    item_id = item.get("id", item.get("item_id"))
-    if item_id is not None:
-        item["thumbnail_url"] = url_for("api.item_thumbnail", item_id=int(item_id))
+    item["thumbnail_url"] = url_for("api.item_thumbnail", item_id=int(item["id"]))
     return item
 
 

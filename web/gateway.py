@@ -53,11 +53,15 @@ class Gateway:
         opts = options.model_dump()
         key = result_cache_key(image.sha256, self._versions, opts)
         cached = self.jobs.cached_result(key)
-        if cached is not None:
-            return 200, {"job_id": None, "status": "done", "message": None, "cached": True,
-                         "result": json.loads(cached)}
         path = self.store_upload(data, image)
         job_id = new_job_id()
+        record = JobRecord(job_id=job_id, image_id=image.sha256, upload_path=path, width=image.width,
+                           height=image.height, options=opts, cache_key=key)
+        if cached is not None:
+            # A job record without work, so that a later crop search can name this photo.
+            self.jobs.create(record, status="done", result_key=key)
+            return 200, {**self._queued(job_id), "status": "done", "message": None, "cached": True,
+                         "result": json.loads(cached)}
         running = self.jobs.claim_inflight(key, job_id)
         if running != job_id and self._is_live(running):
             # The same photo with the same options is being analysed now: follow that job.
@@ -65,12 +69,9 @@ class Gateway:
         if running != job_id:
             self.jobs.release_inflight(key)
             self.jobs.claim_inflight(key, job_id)
-        self.jobs.create(JobRecord(
-            job_id=job_id, image_id=image.sha256, upload_path=path, width=image.width,
-            height=image.height, options=opts, cache_key=key,
-        ))
+        self.jobs.create(record)
         try:
-            analyze_canvas(self.celery, job_id).apply_async()
+            self.runtime.run(lambda: analyze_canvas(self.celery, job_id).apply_async())
         except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
             self.jobs.release_inflight(key)
             raise self.queue_down(exc) from None
@@ -121,9 +122,11 @@ class Gateway:
     def call(self, task_name: str, *args: Any) -> dict[str, Any]:
         """Run a task (on a worker, or eagerly) and wait; errors it returned are raised here."""
         try:
-            result = self.celery.tasks[task_name].apply_async(args=args)
-            out = result.get(timeout=self.settings.server.sync_timeout_s, propagate=True,
-                             disable_sync_subtasks=False)
+            if self.embedded:
+                out = self.runtime.run(lambda: self.celery.tasks[task_name].apply_async(args=args).get())
+            else:
+                result = self.celery.tasks[task_name].apply_async(args=args)
+                out = result.get(timeout=self.settings.server.sync_timeout_s)
         except CeleryTimeout:
             raise ApiError(504, "timeout", (
                 f"no worker answered within {self.settings.server.sync_timeout_s:.0f} s; "

@@ -122,7 +122,7 @@ AUTH = {"s401": ("missing or wrong API key", "Error"),
         "s503": ("writes disabled (no API key configured) or queue unavailable", "Error")}
 ITEM_ID = [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
 ITEM_PROPS = {"image": {}, "title": {"type": "string"}, "url": {"type": "string"},
-              "external_id": {"type": "string"}, "metadata": {"type": "object"}}
+              "external_id": {"type": "string"}, "extra": {"type": "object"}}
 
 
 @lru_cache(maxsize=1)

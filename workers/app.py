@@ -13,6 +13,9 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from celery import Celery
 
@@ -21,6 +24,7 @@ from workers.jobs import Jobs
 from workers.store import MemoryStore, RedisStore, Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUEUES = ("vision", "text", "index")
 ROUTES = {
@@ -43,10 +47,23 @@ class Runtime:
         self._pipeline = None
         self._catalog_version: str | None = None
         self._lock = threading.Lock()
+        self._compute: ThreadPoolExecutor | None = None
 
     @property
     def embedded(self) -> bool:
         return self.settings.server.embedded
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call fn; embedded, on the one compute thread. Some model objects (the Bergamot
+        translator) may only be used by the thread that created them, and the web server gives
+        every request a new thread; one compute thread also keeps two requests from running
+        the same model at once."""
+        if not self.embedded:
+            return fn()
+        with self._lock:
+            if self._compute is None:
+                self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens-compute")
+        return self._compute.submit(fn).result()
 
     def worker_name(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}"

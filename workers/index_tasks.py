@@ -6,6 +6,7 @@ catalog on its next search (Runtime.pipeline).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -18,64 +19,66 @@ class CatalogUnavailableError(LensError):
     code = "catalog_unavailable"
 
 
-class ItemNotFoundError(LensError):
-    http_status = 404
-    code = "item_not_found"
+def open_catalog_for(runtime, *, create: bool):
+    """This process's catalog; `create` makes an empty one (the first API add)."""
+    pipeline = runtime.pipeline()
+    catalog = pipeline.catalog
+    if catalog is None and create:
+        from lens.index import open_catalog
 
-
-def open_writable_catalog(runtime):
-    catalog = runtime.pipeline().catalog
+        open_catalog(runtime.settings, pipeline.embedder, create=True)
+        pipeline.reload_catalog()
+        catalog = pipeline.catalog
     if catalog is None:
         raise CatalogUnavailableError(
-            "no catalog has been built yet; run `lens index <folder>` (or `lens demo-catalog`)"
+            "no catalog has been built yet; run `lens index add <folder>` (or `lens demo-catalog`), "
+            "or add an item with POST /api/v1/items"
         )
     return catalog
 
 
-def item_json(item: Any) -> dict[str, Any]:
-    if hasattr(item, "model_dump"):
-        return item.model_dump(mode="json")
-    if hasattr(item, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return {k: (str(v) if hasattr(v, "__fspath__") else v) for k, v in asdict(item).items()}
-    return dict(item)
-
-
 def _as_data(fn, runtime, *args, write: bool = True) -> dict[str, Any]:
-    """Run a write; typed errors come back as data (Celery's JSON cannot carry our classes)."""
+    """Run a read or a write; typed errors come back as data (Celery's JSON cannot carry
+    our exception classes). A failed write leaves the catalog as it was."""
+    catalog = None
     try:
-        out = fn(open_writable_catalog(runtime), *args)
+        catalog = open_catalog_for(runtime, create=write)
+        out = fn(catalog, *args)
+        if write:
+            catalog.save()
     except LensError as exc:
+        if write and catalog is not None:
+            catalog.discard()
         return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
-    except KeyError as exc:
-        return {"error": {"code": "item_not_found", "message": f"no item {exc}", "status": 404}}
     if write:
         runtime.catalog_changed()
     return out
 
 
 def _add(catalog, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
-    item = catalog.add_image(upload_path, **fields)
-    return {"item": item_json(item)}
+    item_id = catalog.add_image(Path(upload_path), **fields)
+    return {"item": catalog.get(item_id).model_dump(mode="json")}
 
 
 def _update(catalog, item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-    item = catalog.update(item_id, **fields)
-    return {"item": item_json(item)}
+    return {"item": catalog.update(item_id, **fields).model_dump(mode="json")}
 
 
 def _remove(catalog, item_id: int) -> dict[str, Any]:
-    catalog.remove(item_id)
+    from lens.index.catalog import ItemNotFoundError
+
+    if not catalog.remove([item_id]):
+        raise ItemNotFoundError(f"no catalog item with id {item_id}")
     return {"deleted": item_id}
 
 
 def _get(catalog, item_id: int) -> dict[str, Any]:
     item = catalog.get(item_id)
-    if item is None:
-        raise ItemNotFoundError(f"no item {item_id} in the catalog")
-    path = catalog.thumbnail_path(item_id)
-    return {"item": item_json(item), "thumbnail_path": str(path) if path else None}
+    try:
+        thumbnail = str(catalog.thumbnail_path(item_id))
+    except LensError:
+        thumbnail = None
+    return {"item": item.model_dump(mode="json"), "thumbnail_path": thumbnail}
 
 
 def register_index_tasks(app: Celery) -> None:

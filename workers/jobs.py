@@ -99,9 +99,9 @@ class Jobs:
         self.ttl = settings.server.job_ttl_s
 
     # -- records and states --------------------------------------------------------------------
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: JobRecord, status: str = "queued", result_key: str | None = None) -> None:
         self.store.set(f"job:{record.job_id}", json.dumps(asdict(record)), self.ttl)
-        self.set_state(record.job_id, "queued")
+        self.set_state(record.job_id, status, result_key=result_key)
 
     def record(self, job_id: str) -> JobRecord:
         raw = self.store.get(f"job:{job_id}") if _valid_id(job_id) else None
