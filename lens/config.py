@@ -193,6 +193,17 @@ class ServerConfig(Section):
     job_deadline_s: int = Field(600, ge=1)
     # torch/faiss/OMP threads per worker process; scale with processes, not threads.
     worker_threads: int = Field(1, ge=1)
+    # Analyze + crop-search requests per client address per minute (0 = no limit), with bursts
+    # of up to rate_limit_burst: one person tapping around the UI stays well below it.
+    rate_limit_per_minute: int = Field(60, ge=0)
+    rate_limit_burst: int = Field(20, ge=1)
+    # Proxies in front of the gateway whose X-Forwarded-For is trusted for the client address
+    # (0: use the socket's address; a forged header from a client is then ignored).
+    trusted_proxy_hops: int = Field(0, ge=0, le=5)
+    # How often the gateway deletes uploads older than upload_retention_s.
+    upload_sweep_interval_s: int = Field(600, ge=1)
+    # /metrics answers loopback and private addresses (and holders of the API key) unless open.
+    metrics_public: bool = False
 
 
 class Settings(BaseSettings):

@@ -11,6 +11,10 @@ from lens.config import Settings, get_settings
 from web.api import api
 from web.errors import register_error_handlers
 from web.gateway import Gateway
+from web.observability import init_observability
+from web.ratelimit import init_rate_limit
+from web.retention import init_upload_retention
+from web.security import init_security
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The UI has no inline script or style; blob:/data: images are the local photo preview.
@@ -32,6 +36,11 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     app.extensions["lens_gateway"] = Gateway(settings, celery or make_celery(settings))
     app.register_blueprint(api)
     register_error_handlers(app)
+    # Hardening (issue 8): request logs + /metrics, rate limit, upload retention, headers.
+    init_observability(app, settings)
+    init_rate_limit(app, settings)
+    init_upload_retention(app, settings)
+    init_security(app)
 
     @app.get("/")
     def index():

@@ -1,0 +1,335 @@
+"""Structured logs and Prometheus metrics for the gateway and the workers.
+
+- One JSON line per HTTP request (logger `lens.access`) and one per Celery task (`lens.task`),
+  with the request id, the job id when there is one, and the stage timings of finished jobs.
+- `/metrics` in the Prometheus text format: requests and their latency per endpoint, errors per
+  code, stage latencies of finished jobs, tasks run, and the depth of each Celery queue (read from
+  Redis at scrape time). Under gunicorn with several processes set PROMETHEUS_MULTIPROC_DIR to an
+  empty directory so that every process's counts are summed.
+
+Label values come from fixed sets (route rules, stage names, error codes), never from raw paths,
+so that a scanner probing random URLs cannot blow up the number of series.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+from lens.config import Settings
+
+REQUESTS = Counter("lens_http_requests_total", "HTTP requests answered",
+                   ["method", "endpoint", "status"])
+REQUEST_SECONDS = Histogram(
+    "lens_http_request_duration_seconds", "Time to answer an HTTP request", ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+ERRORS = Counter("lens_http_errors_total", "HTTP answers with status >= 400, by error code",
+                 ["endpoint", "status", "code"])
+STAGE_SECONDS = Histogram(
+    "lens_stage_duration_seconds", "Time spent in each pipeline stage of finished jobs", ["stage"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128))
+JOBS_FINISHED = Counter("lens_jobs_finished_total", "Analysis jobs seen finished by the gateway",
+                        ["status"])
+TASKS = Counter("lens_tasks_total", "Celery tasks run, by outcome", ["task", "outcome"])
+TASK_SECONDS = Histogram("lens_task_duration_seconds", "Celery task run time", ["task"],
+                         buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 4, 8, 16, 32, 64, 128))
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_JOB_SEEN_TTL_S = 24 * 3600
+
+
+def json_logger(name: str) -> logging.Logger:
+    """A logger that writes each record's message (already JSON) as one line to stderr."""
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_lens_json", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._lens_json = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def log_json(logger: logging.Logger, **fields: Any) -> None:
+    fields = {"ts": round(time.time(), 3), **{k: v for k, v in fields.items() if v is not None}}
+    logger.info(json.dumps(fields, separators=(",", ":"), default=str))
+
+
+def stage_timings(body: Any) -> dict[str, float] | None:
+    """timings_ms of a finished analysis in a JSON answer (a job or a cached/eager result)."""
+    if not isinstance(body, dict):
+        return None
+    result = body.get("result")
+    timings = result.get("timings_ms") if isinstance(result, dict) else None
+    if not isinstance(timings, dict):
+        return None
+    return {k: float(v) for k, v in timings.items()
+            if isinstance(k, str) and _STAGE_NAME.match(k) and isinstance(v, int | float)}
+
+
+# -- the gateway ---------------------------------------------------------------------------------
+
+class RequestObserver:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = json_logger("lens.access")
+        self._seen_jobs: dict[str, float] = {}  # embedded mode: jobs whose stages were counted
+        self._lock = threading.Lock()
+
+    def before(self) -> None:
+        g.lens_started = time.perf_counter()
+        supplied = request.headers.get("X-Request-ID", "")
+        g.lens_request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+    def after(self, response: Response) -> Response:
+        started = getattr(g, "lens_started", None)
+        duration = time.perf_counter() - started if started is not None else 0.0
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        status = response.status_code
+        body = self._json_body(response)
+        job_id = (body or {}).get("job_id") if isinstance(body, dict) else None
+        job_id = job_id or (request.view_args or {}).get("job_id")
+        error_code = None
+        if status >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            error_code = error.get("code") if isinstance(error, dict) else None
+            ERRORS.labels(endpoint, str(status), _bounded_code(error_code)).inc()
+        REQUESTS.labels(request.method, endpoint, str(status)).inc()
+        REQUEST_SECONDS.labels(endpoint).observe(duration)
+        timings = stage_timings(body)
+        cached = isinstance(body, dict) and body.get("cached")
+        if timings is not None and not cached and self._first_sighting(job_id):
+            JOBS_FINISHED.labels("done").inc()
+            for stage, ms in timings.items():
+                STAGE_SECONDS.labels(stage).observe(ms / 1000.0)
+        elif isinstance(body, dict) and body.get("status") == "failed" and self._first_sighting(job_id):
+            JOBS_FINISHED.labels("failed").inc()
+        request_id = getattr(g, "lens_request_id", None)
+        if request_id:
+            response.headers.setdefault("X-Request-ID", request_id)
+        log_json(
+            self.log, event="request", request_id=request_id, method=request.method,
+            path=request.path[:200], endpoint=endpoint, status=status,
+            duration_ms=round(duration * 1000, 2), client=request.remote_addr, job_id=job_id,
+            job_status=body.get("status") if job_id and isinstance(body, dict) else None,
+            error_code=error_code, stage_ms=timings, bytes_in=request.content_length,
+        )
+        return response
+
+    @staticmethod
+    def _json_body(response: Response) -> Any:
+        if response.direct_passthrough or response.mimetype != "application/json":
+            return None
+        try:
+            return json.loads(response.get_data())
+        except (ValueError, RuntimeError):
+            return None
+
+    def _first_sighting(self, job_id: str | None) -> bool:
+        """True once per job: a client polling a finished job must not count its stages again."""
+        if not job_id:
+            return False
+        gateway = current_app.extensions.get("lens_gateway")
+        store = getattr(getattr(gateway, "runtime", None), "store", None)
+        if store is not None and not self.settings.server.embedded:
+            try:
+                return bool(store.set_if_absent(f"metrics:seen:{job_id}", "1", _JOB_SEEN_TTL_S))
+            except Exception:  # Redis down: count in this process only
+                pass
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen_jobs) > 10_000:
+                cutoff = now - _JOB_SEEN_TTL_S
+                self._seen_jobs = {k: t for k, t in self._seen_jobs.items() if t > cutoff}
+            if job_id in self._seen_jobs:
+                return False
+            self._seen_jobs[job_id] = now
+            return True
+
+
+def _bounded_code(code: Any) -> str:
+    return code if isinstance(code, str) and _STAGE_NAME.match(code) else "other"
+
+
+class QueueDepthCollector:
+    """lens_queue_depth{queue}: messages waiting in each Celery queue, read at scrape time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def collect(self):
+        from workers.app import QUEUES
+
+        family = GaugeMetricFamily("lens_queue_depth", "Messages waiting in each Celery queue",
+                                   labels=["queue"])
+        up = GaugeMetricFamily("lens_queue_up", "1 when the queue (Redis) answered the scrape")
+        if self.settings.server.embedded:
+            for queue in QUEUES:
+                family.add_metric([queue], 0)
+            up.add_metric([], 1)
+        else:
+            import redis
+
+            try:
+                client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=1,
+                                              socket_timeout=1)
+                with client.pipeline() as pipe:
+                    for queue in QUEUES:
+                        pipe.llen(queue)
+                    depths = pipe.execute()
+                client.close()
+                for queue, depth in zip(QUEUES, depths, strict=True):
+                    family.add_metric([queue], depth)
+                up.add_metric([], 1)
+            except (redis.RedisError, OSError):
+                up.add_metric([], 0)
+        yield family
+        yield up
+
+
+def metrics_registry(settings: Settings) -> CollectorRegistry:
+    """What /metrics reports: this process (or all gunicorn processes) plus queue depths."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = CollectorRegistry()
+        registry.register(_Delegate(REGISTRY))
+    registry.register(QueueDepthCollector(settings))
+    return registry
+
+
+class _Delegate:
+    """Exposes another registry's metrics inside ours (the default one stays untouched)."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self):
+        yield from self.source.collect()
+
+
+def metrics_allowed(settings: Settings) -> bool:
+    if settings.server.metrics_public:
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        address = None
+    if address is not None and (address.is_loopback or address.is_private):
+        return True
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    import hmac
+
+    return bool(key) and scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), key.encode())
+
+
+def init_observability(app: Flask, settings: Settings) -> None:
+    """JSON request logs, /metrics; in embedded mode also the task logs. Call once per app."""
+    observer = RequestObserver(settings)
+    app.before_request(observer.before)
+    app.after_request(observer.after)
+    registry = metrics_registry(settings)
+
+    @app.get("/metrics")
+    def metrics():
+        if not metrics_allowed(settings):
+            from web.errors import error_response
+
+            return error_response(403, "forbidden", (
+                "metrics are served to local and private addresses, or with the API key; "
+                "set server.metrics_public to open them"))
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    if settings.server.embedded:
+        install_task_logging()
+
+
+# -- the workers ---------------------------------------------------------------------------------
+
+_task_started: dict[str, float] = {}
+_installed = False
+
+
+def install_task_logging() -> None:
+    """One JSON line and metrics per Celery task, in whatever process runs tasks (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    from celery.signals import task_failure, task_postrun, task_prerun
+
+    logger = json_logger("lens.task")
+
+    def on_prerun(task_id=None, task=None, **_):
+        if task_id:
+            _task_started[task_id] = time.perf_counter()
+
+    def on_postrun(task_id=None, task=None, args=None, kwargs=None, retval=None, state=None, **_):
+        started = _task_started.pop(task_id, None)
+        duration = time.perf_counter() - started if started is not None else None
+        name = getattr(task, "name", "unknown")
+        job_id = (kwargs or {}).get("job_id") or _job_arg(name, args)
+        part = _branch_output(task, name, job_id)
+        outcome = "error" if state != "SUCCESS" or (part and "error" in part) else "ok"
+        TASKS.labels(name, outcome).inc()
+        if duration is not None:
+            TASK_SECONDS.labels(name).observe(duration)
+        log_json(
+            logger, event="task", task=name, task_id=task_id, job_id=job_id, state=state,
+            outcome=outcome, duration_ms=round(duration * 1000, 2) if duration else None,
+            stage_ms=(part or {}).get("timings_ms"), error=(part or {}).get("error"),
+            worker=f"{os.uname().nodename}:{os.getpid()}",
+        )
+
+    def on_failure(task_id=None, exception=None, sender=None, **_):
+        log_json(logger, event="task_failure", task=getattr(sender, "name", None),
+                 task_id=task_id, error=f"{type(exception).__name__}: {exception}")
+
+    task_prerun.connect(on_prerun, weak=False)
+    task_postrun.connect(on_postrun, weak=False)
+    task_failure.connect(on_failure, weak=False)
+    _installed = True
+
+
+def _job_arg(name: str, args: Any) -> str | None:
+    if name in ("lens.regions", "lens.text") and args:
+        return str(args[0])
+    return None
+
+
+def _branch_output(task: Any, name: str, job_id: str | None) -> dict[str, Any] | None:
+    """The stored output of a regions/text branch (its timings or error), for the log line."""
+    if not job_id or name not in ("lens.regions", "lens.text"):
+        return None
+    runtime = getattr(getattr(task, "app", None), "lens", None)
+    try:
+        part = runtime.jobs.part(job_id, name.removeprefix("lens.")) if runtime else None
+    except Exception:  # the store is down: log the line without the timings
+        return None
+    return part if isinstance(part, dict) else None

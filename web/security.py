@@ -1,0 +1,52 @@
+"""Security headers on every response, whatever produced it (API, static UI, error handler).
+
+The UI is plain files under /static with no inline script or style attribute, so the policy
+allows scripts and styles from this origin only. Photos are shown from blob: URLs made in the
+browser and thumbnails come from this origin, hence img-src 'self' blob: data:. The camera is
+allowed for this origin only (the UI's capture input).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' blob: data:",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    # For browsers that predate frame-ancestors.
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=(), payment=(), usb=()",
+}
+
+
+def add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    # API answers are per request and may carry someone's OCR'd text: never cache them in
+    # shared caches. Static files keep Flask's caching.
+    if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def init_security(app: Flask) -> None:
+    """Register the headers; call once from the app factory."""
+    app.after_request(add_security_headers)
