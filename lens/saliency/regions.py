@@ -158,14 +158,20 @@ def select_regions(
 
 
 def _drop_contained(ranked: list, config: RegionConfig) -> list:
-    """Drop each candidate whose area lies mostly inside a better-ranked kept one."""
+    """Drop each candidate whose area lies mostly inside a better-ranked kept one, or that
+    mostly contains a better-ranked one of the same label (two boxes on one person: the
+    detector's NMS keeps both when one is much smaller than the other)."""
     kept: list = []
     for cand in ranked:
-        box = cand[1]
+        box, label = cand[1], cand[3]
         area = box_area(box)
         if area <= 0:
             continue
-        if any(intersection(box, k[1]) / area > config.contained for k in kept):
-            continue
-        kept.append(cand)
+        inside_better = any(intersection(box, k[1]) / area > config.contained for k in kept)
+        same_thing = label is not None and any(
+            k[3] == label and intersection(box, k[1]) / max(box_area(k[1]), 1e-9) > config.contained
+            for k in kept
+        )
+        if not (inside_better or same_thing):
+            kept.append(cand)
     return kept
