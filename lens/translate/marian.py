@@ -68,7 +68,9 @@ class _LocalModel:
                 kwargs["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(NLLB_CODES[dst])
             batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=512)
             with torch.inference_mode():
-                out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, **kwargs)
+                # Never past the decoder's positions: a model that emits no end token would index out.
+                limit = min(MAX_NEW_TOKENS, getattr(model.config, "max_position_embeddings", 1024) - 1)
+                out = model.generate(**batch, max_new_tokens=limit, num_beams=1, **kwargs)
             return [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
 
 
