@@ -104,3 +104,4 @@ def test_pipeline_reads_and_translates_text_in_a_photo():
     block = result.text_blocks[0]
     assert block.language == "pt"
     assert block.translation_language == "en" and "Central Market" in block.translation
+
