@@ -1,0 +1,633 @@
+"""A catalog on disk: item metadata and each item's vector in SQLite, a faiss index derived from
+those vectors, and a JSON file naming the embedder the vectors came from.
+
+    <catalog_dir>/catalog.json          embedder name/version/dim, index kind, generation
+    <catalog_dir>/catalog.sqlite        items (+ vectors as float32 blobs), meta(generation)
+    <catalog_dir>/vectors-<gen>.faiss   the faiss index of that generation
+    <catalog_dir>/thumbs/<id>.jpg       256 px thumbnails the UI shows
+    <catalog_dir>/images/               copies of images that were added as bytes
+
+SQLite is the truth. Changes (add, update, remove) go into one open SQLite transaction and
+become durable and visible to other processes on `save()`, which (1) writes the next
+generation's faiss file atomically (temp, fsync, rename), (2) commits the SQLite transaction
+that records that generation, (3) rewrites catalog.json, (4) deletes older faiss files. A
+writer killed anywhere before (2) leaves the previous generation exactly as it was (its faiss
+file is still there, the uncommitted SQLite changes roll back); after (2) the new one is
+complete. Should a generation's faiss file ever be missing, it is rebuilt from the vectors in
+SQLite. One process writes at a time (SQLite's write lock); any number read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from lens.config import Settings
+from lens.errors import BadInputError, LensError
+from lens.image import DecodedImage, decode_image
+from lens.index.storage import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
+from lens.index.vectors import VectorIndex, choose_kind
+from lens.types import Match
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_FILE = "catalog.json"
+DB_FILE = "catalog.sqlite"
+THUMBNAIL_SIDE = 256
+# Rebuild an HNSW index at save time once this share of its vectors belongs to removed items.
+HNSW_DEAD_SHARE = 0.1
+EDITABLE_FIELDS = ("title", "url", "external_id", "extra")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    content_hash TEXT NOT NULL UNIQUE,
+    external_id TEXT,
+    title TEXT NOT NULL DEFAULT '',
+    url TEXT,
+    image_path TEXT,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}',
+    added_at REAL NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_external_id ON items(external_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class CatalogError(LensError):
+    code = "catalog_error"
+
+
+class CatalogMismatchError(CatalogError):
+    """The catalog was built with another embedder; its vectors cannot be compared."""
+
+    exit_code = 2
+    http_status = 409
+    code = "catalog_embedder_mismatch"
+
+
+class CatalogBusyError(CatalogError):
+    """Another process holds the catalog's write lock."""
+
+    http_status = 503
+    code = "catalog_busy"
+
+
+class ItemNotFoundError(CatalogError):
+    exit_code = 2
+    http_status = 404
+    code = "item_not_found"
+
+
+class CatalogItem(BaseModel):
+    """One catalog item as the API and the CLI show it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int
+    content_hash: str
+    title: str = ""
+    url: str | None = None
+    external_id: str | None = None
+    image_path: str | None = None
+    thumbnail_url: str
+    width: int
+    height: int
+    extra: dict[str, Any] = Field(default_factory=dict)
+    added_at: float
+
+
+@dataclass
+class NewItem:
+    """An image to add: a file path or the bytes of an upload, plus its metadata."""
+
+    image: Path | bytes
+    title: str = ""
+    url: str | None = None
+    external_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AddOutcome:
+    source: str
+    status: str  # "added", "duplicate" or "failed"
+    item_id: int | None = None
+    message: str = ""
+
+
+def thumbnail_url(item_id: int) -> str:
+    return f"/api/v1/items/{item_id}/thumbnail"
+
+
+class Catalog:
+    """Open with `open_catalog` (lens.index); see the module docstring for the file layout."""
+
+    def __init__(self, folder: Path, settings: Settings, embedder, conn: sqlite3.Connection, meta: dict) -> None:
+        self.folder = folder
+        self.settings = settings
+        self.embedder = embedder
+        self.meta = meta
+        self.dim = int(meta["dim"])
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._in_transaction = False
+        self._vectors_changed = False
+        self._generation = self._committed_generation()
+        self._vectors = self._load_vectors(self._generation)
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: Settings, embedder, *, create: bool = False) -> Catalog | None:
+        folder = settings.catalog_dir
+        meta_path = folder / META_FILE
+        if not meta_path.is_file():
+            if not create:
+                return None
+            folder.mkdir(parents=True, exist_ok=True)
+            meta = {
+                "format": FORMAT_VERSION,
+                "embedder": {"name": embedder.name, "version": embedder.version},
+                "dim": int(embedder.dim),
+                "created_at": time.time(),
+                "generation": 0,
+                "index_kind": choose_kind(settings.index, 0),
+                "items": 0,
+            }
+            conn = _connect(folder / DB_FILE)
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0')")
+            atomic_write_json(meta_path, meta)
+        else:
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError) as exc:
+                raise CatalogError(f"{meta_path} is unreadable: {exc}") from None
+            built = meta.get("embedder", {})
+            if (built.get("name"), built.get("version")) != (embedder.name, embedder.version):
+                raise CatalogMismatchError(
+                    f"the catalog in {folder} was built with embedder {built.get('name')} "
+                    f"({built.get('version')}), but the configured embedder is {embedder.name} "
+                    f"({embedder.version}); their vectors cannot be compared. Set embed.backend "
+                    f"back to {built.get('name')}, or rebuild the catalog (`lens index add`) in "
+                    "an empty data dir."
+                )
+            conn = _connect(folder / DB_FILE)
+        (folder / "thumbs").mkdir(exist_ok=True)
+        remove_stale_temporaries(folder)
+        return cls(folder, settings, embedder, conn, meta)
+
+    def _committed_generation(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _vector_file(self, generation: int) -> Path:
+        return self.folder / f"vectors-{generation}.faiss"
+
+    def _load_vectors(self, generation: int) -> VectorIndex:
+        path = self._vector_file(generation)
+        live = self.count()
+        kind = self.meta.get("index_kind") or choose_kind(self.settings.index, live)
+        if path.is_file():
+            index = VectorIndex.from_bytes(np.fromfile(path, dtype=np.uint8), kind, self.settings.index)
+            index.dead = max(0, index.size - live) if kind == "hnsw" else 0
+            if index.dim == self.dim and (kind == "hnsw" or index.size == live):
+                return index
+            log.warning("%s does not match the items table; rebuilding it from SQLite", path)
+        elif generation > 0:
+            log.warning("%s is missing; rebuilding the index from SQLite", path)
+        return self._rebuild(kind)
+
+    def _rebuild(self, kind: str) -> VectorIndex:
+        ids, vectors = self._all_vectors()
+        return VectorIndex.build(self.dim, kind, self.settings.index, ids, vectors)
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._conn.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, self.dim)
+        return ids, vectors
+
+    def refresh(self) -> bool:
+        """Pick up what another process saved since we loaded; True when something changed."""
+        with self._lock:
+            if self._in_transaction:
+                return False
+            generation = self._committed_generation()
+            if generation == self._generation:
+                return False
+            self.meta = self._read_meta()
+            self._vectors = self._load_vectors(generation)
+            self._generation = generation
+            return True
+
+    def _read_meta(self) -> dict:
+        try:
+            return json.loads((self.folder / META_FILE).read_text())
+        except (OSError, ValueError):
+            return self.meta
+
+    # -- reading ---------------------------------------------------------------------------
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def search(self, vectors: np.ndarray, k: int, min_score: float = 0.0) -> list[list[Match]]:
+        """The k most similar items for each query vector, best first, scores >= min_score.
+
+        `vectors`: (N, dim) float32 L2-normalised, from this catalog's embedder. Scores are
+        cosine similarities. Items removed since the index was built never appear.
+        """
+        import faiss
+
+        # Workers serve one query per process; faiss' default threading made single queries
+        # several times slower on shared 2-core machines.
+        faiss.omp_set_num_threads(1)
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise BadInputError(f"query vectors must be (N, {self.dim}); got {queries.shape}")
+        if k < 1:
+            raise BadInputError(f"k must be at least 1; got {k}")
+        with self._lock:
+            self.refresh()
+            if self._vectors.size == 0 or len(queries) == 0:
+                return [[] for _ in queries]
+            scores, ids = self._vectors.search(queries, k)
+            wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
+            rows = self._rows_by_id(wanted)
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            matches: list[Match] = []
+            for score, item_id in zip(row_scores, row_ids, strict=True):
+                row = rows.get(int(item_id))
+                if row is None or score < min_score:
+                    continue
+                matches.append(
+                    Match(
+                        item_id=row["id"],
+                        score=round(float(score), 4),
+                        title=row["title"],
+                        thumbnail_url=thumbnail_url(row["id"]),
+                        url=row["url"],
+                        external_id=row["external_id"],
+                        metadata=json.loads(row["extra"]),
+                    )
+                )
+                if len(matches) == k:
+                    break
+            results.append(matches)
+        return results
+
+    def _rows_by_id(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
+        ids = list(ids)
+        rows: dict[int, sqlite3.Row] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(
+                f"SELECT id, content_hash, external_id, title, url, image_path, width, height, extra, added_at "
+                f"FROM items WHERE id IN ({marks})",
+                chunk,
+            ):
+                rows[row["id"]] = row
+        return rows
+
+    def get(self, item_id: int) -> CatalogItem:
+        """The item with this id; ItemNotFoundError when there is none."""
+        with self._lock:
+            row = self._rows_by_id([int(item_id)]).get(int(item_id))
+        if row is None:
+            raise ItemNotFoundError(f"no catalog item with id {item_id}")
+        return _item_from_row(row)
+
+    def find(self, *, content_hash: str | None = None, external_id: str | None = None) -> int | None:
+        """The id of the item with this content hash (or external id), or None."""
+        column, value = ("content_hash", content_hash) if content_hash else ("external_id", external_id)
+        with self._lock:
+            row = self._conn.execute(f"SELECT id FROM items WHERE {column} = ? ORDER BY id LIMIT 1", (value,)).fetchone()
+        return int(row[0]) if row else None
+
+    def items(self, offset: int = 0, limit: int = 100) -> list[CatalogItem]:
+        """A page of items in id order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, content_hash, external_id, title, url, image_path, width, height, extra, added_at "
+                "FROM items ORDER BY id LIMIT ? OFFSET ?",
+                (int(limit), int(offset)),
+            ).fetchall()
+        return [_item_from_row(r) for r in rows]
+
+    def thumbnail_path(self, item_id: int) -> Path:
+        """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
+        path = self.folder / "thumbs" / f"{int(item_id)}.jpg"
+        if not path.is_file() or self.find_id(item_id) is None:
+            raise ItemNotFoundError(f"no catalog item with id {item_id}")
+        return path
+
+    def find_id(self, item_id: int) -> int | None:
+        with self._lock:
+            row = self._conn.execute("SELECT id FROM items WHERE id = ?", (int(item_id),)).fetchone()
+        return int(row[0]) if row else None
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and settings for `lens index stats` and the API."""
+        with self._lock:
+            files = [p for p in self.folder.rglob("*") if p.is_file()]
+            return {
+                "catalog_dir": str(self.folder),
+                "items": self.count(),
+                "embedder": self.meta["embedder"]["name"],
+                "embedder_version": self.meta["embedder"]["version"],
+                "dim": self.dim,
+                "index_kind": self._vectors.kind,
+                "index_vectors": self._vectors.size,
+                "generation": self._generation,
+                "unsaved_changes": self._in_transaction,
+                "disk_bytes": sum(p.stat().st_size for p in files),
+            }
+
+    # -- writing ---------------------------------------------------------------------------
+    def _begin(self) -> None:
+        if self._in_transaction:
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise CatalogBusyError(
+                f"another process is writing to the catalog in {self.folder} ({exc}); try again later"
+            ) from None
+        self._in_transaction = True
+        # Another writer may have saved between our last look and taking the lock.
+        generation = self._committed_generation()
+        if generation != self._generation:
+            self._vectors = self._load_vectors(generation)
+            self._generation = generation
+
+    def add_image(
+        self,
+        image: Path | str | bytes,
+        *,
+        title: str = "",
+        url: str | None = None,
+        external_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Add one image (a file path or the bytes of an upload) and return its item id.
+
+        Idempotent by content hash: an image already in the catalog returns its existing id and
+        changes nothing (use `update` to change its metadata). A file that cannot be decoded
+        raises BadInputError. Durable and visible to others after `save()`.
+        """
+        source = Path(image) if isinstance(image, str) else image
+        (outcome,) = self.add_images([NewItem(source, title, url, external_id, dict(extra or {}))])
+        if outcome.status == "failed":
+            raise BadInputError(f"{outcome.source}: {outcome.message}")
+        return int(outcome.item_id)
+
+    def add_images(
+        self,
+        new_items: Iterable[NewItem],
+        *,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[AddOutcome]:
+        """Add many images, embedding them in batches; failures are reported, never raised.
+
+        `progress(n)` is called after each batch with the number of inputs it handled.
+        """
+        batch_size = batch_size or self.settings.embed.batch_size
+        outcomes: list[AddOutcome] = []
+        batch: list[NewItem] = []
+        for new in new_items:
+            batch.append(new)
+            if len(batch) >= batch_size:
+                outcomes += self._add_batch(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            outcomes += self._add_batch(batch)
+            if progress:
+                progress(len(batch))
+        return outcomes
+
+    def _add_batch(self, batch: list[NewItem]) -> list[AddOutcome]:
+        limits = self.settings.limits
+        outcomes: list[AddOutcome] = []
+        decoded: list[tuple[NewItem, DecodedImage, bytes, AddOutcome]] = []
+        seen: dict[str, AddOutcome] = {}
+        # The same image twice in one batch: the repeat gets the first one's id once inserted.
+        repeats: list[tuple[AddOutcome, AddOutcome]] = []
+        with self._lock:
+            for new in batch:
+                source = str(new.image) if isinstance(new.image, Path) else f"<{len(new.image)} bytes>"
+                outcome = AddOutcome(source=source, status="failed")
+                outcomes.append(outcome)
+                try:
+                    data = new.image.read_bytes() if isinstance(new.image, Path) else bytes(new.image)
+                    image = decode_image(data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
+                except OSError as exc:
+                    outcome.message = f"cannot read: {exc.strerror or exc}"
+                    continue
+                except LensError as exc:
+                    outcome.message = exc.message
+                    continue
+                existing = self.find(content_hash=image.sha256)
+                if existing is not None:
+                    outcome.status, outcome.item_id = "duplicate", existing
+                    continue
+                if image.sha256 in seen:
+                    outcome.status = "duplicate"
+                    repeats.append((outcome, seen[image.sha256]))
+                    continue
+                seen[image.sha256] = outcome
+                decoded.append((new, image, data, outcome))
+            if not decoded:
+                return outcomes
+            vectors = self.embedder.embed([image.rgb for _, image, _, _ in decoded])
+            self._begin()
+            ids = []
+            for (new, image, data, outcome), vector in zip(decoded, vectors, strict=True):
+                image_path = str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
+                cursor = self._conn.execute(
+                    "INSERT INTO items (content_hash, external_id, title, url, image_path, width, height, extra, added_at, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        image.sha256, new.external_id, new.title or "", new.url, image_path,
+                        image.width, image.height, json.dumps(new.extra or {}), time.time(),
+                        np.asarray(vector, dtype=np.float32).tobytes(),
+                    ),
+                )
+                item_id = int(cursor.lastrowid)
+                _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{item_id}.jpg")
+                outcome.status, outcome.item_id = "added", item_id
+                ids.append(item_id)
+            if self._vectors.kind == "ivf" and not self._vectors.trained:
+                # An IVF index learns its lists from data; the first vectors train it.
+                self._vectors = self._rebuild("ivf")
+            else:
+                self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
+            self._vectors_changed = True
+            for repeat, first in repeats:
+                repeat.item_id = first.item_id
+        return outcomes
+
+    def _store_upload(self, image: DecodedImage, data: bytes) -> str:
+        relative = Path("images") / image.sha256[:2] / f"{image.sha256}.{image.format.lower()}"
+        path = self.folder / relative
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, data)
+        return str(relative)
+
+    def update(self, item_id: int, **fields: Any) -> CatalogItem:
+        """Change an item's title, url, external_id or extra (replaced whole); returns it."""
+        unknown = sorted(set(fields) - set(EDITABLE_FIELDS))
+        if unknown:
+            raise BadInputError(f"cannot update {', '.join(unknown)}; editable: {', '.join(EDITABLE_FIELDS)}")
+        with self._lock:
+            if self.find_id(item_id) is None:
+                raise ItemNotFoundError(f"no catalog item with id {item_id}")
+            if fields:
+                self._begin()
+                values = {k: json.dumps(v or {}) if k == "extra" else v for k, v in fields.items()}
+                assignments = ", ".join(f"{k} = ?" for k in values)
+                self._conn.execute(f"UPDATE items SET {assignments} WHERE id = ?", (*values.values(), int(item_id)))
+            return self.get(item_id)
+
+    def remove(self, ids: Iterable[int]) -> list[int]:
+        """Remove items by id; returns the ids that existed (unknown ids are ignored)."""
+        with self._lock:
+            present = sorted(self._rows_by_id(int(i) for i in ids))
+            if not present:
+                return []
+            self._begin()
+            marks = ",".join("?" * len(present))
+            self._conn.execute(f"DELETE FROM items WHERE id IN ({marks})", present)
+            self._vectors.remove(present)
+            self._vectors_changed = True
+            for item_id in present:
+                (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
+            return present
+
+    def save(self) -> None:
+        """Make every change since the last save durable and visible to other processes.
+
+        Crash-safe: killed at any point, the catalog reopens as of the previous save or this one.
+        """
+        with self._lock:
+            if not self._in_transaction:
+                return
+            count = self.count()
+            if self._vectors_changed:
+                self._vectors = self._index_to_save(count)
+                generation = self._generation + 1
+                atomic_write_bytes(self._vector_file(generation), self._vectors.to_bytes())
+                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+            else:
+                generation = self._generation
+            self._conn.execute("COMMIT")
+            self._in_transaction = False
+            self._vectors_changed = False
+            self._generation = generation
+            self.meta.update(generation=generation, index_kind=self._vectors.kind, items=count, saved_at=time.time())
+            atomic_write_json(self.folder / META_FILE, self.meta)
+            # Keep the previous generation too: a reader may be loading it right now.
+            for old in self.folder.glob("vectors-*.faiss"):
+                stem = old.stem.removeprefix("vectors-")
+                if stem.isdigit() and int(stem) < generation - 1:
+                    old.unlink(missing_ok=True)
+
+    def _index_to_save(self, count: int) -> VectorIndex:
+        """The current index, or a rebuilt one when its kind should change or HNSW has too many
+        removed vectors, or IVF has outgrown the lists it was trained with."""
+        kind = choose_kind(self.settings.index, count)
+        current = self._vectors
+        stale = (
+            kind != current.kind
+            or (kind == "hnsw" and current.dead > HNSW_DEAD_SHARE * max(current.size, 1))
+            or (kind == "ivf" and count > 4 * max(self.meta.get("ivf_trained_on", 0), 1))
+        )
+        if not stale:
+            return current
+        log.info("rebuilding the %s index over %d items", kind, count)
+        if kind == "ivf":
+            self.meta["ivf_trained_on"] = count
+        return self._rebuild(kind)
+
+    def discard(self) -> None:
+        """Drop unsaved changes (the catalog returns to its last saved state)."""
+        with self._lock:
+            if self._in_transaction:
+                self._conn.execute("ROLLBACK")
+                self._in_transaction = False
+                self._vectors_changed = False
+                self._vectors = self._load_vectors(self._generation)
+
+    def close(self) -> None:
+        """Close the database; unsaved changes are discarded."""
+        with self._lock:
+            if self._in_transaction:
+                self._conn.execute("ROLLBACK")
+                self._in_transaction = False
+            self._conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.row_factory = sqlite3.Row
+    # WAL: readers never block on the writer and see the last committed save.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _item_from_row(row: sqlite3.Row) -> CatalogItem:
+    return CatalogItem(
+        id=row["id"],
+        content_hash=row["content_hash"],
+        title=row["title"],
+        url=row["url"],
+        external_id=row["external_id"],
+        image_path=row["image_path"],
+        thumbnail_url=thumbnail_url(row["id"]),
+        width=row["width"],
+        height=row["height"],
+        extra=json.loads(row["extra"]),
+        added_at=row["added_at"],
+    )
+
+
+def _write_thumbnail(rgb: np.ndarray, path: Path) -> None:
+    image = Image.fromarray(rgb)
+    image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    # Thumbnails are derived data: temp + rename keeps them whole, without an fsync each.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)

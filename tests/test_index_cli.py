@@ -1,0 +1,67 @@
+"""`lens index ...` and `lens demo-catalog` end to end, in-process, on real stamps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from lens.cli import main
+from lens.index.demo import tux_stamps
+
+
+@pytest.fixture
+def folder(tmp_path):
+    stamps = tux_stamps()
+    if not stamps:
+        pytest.skip("Debian tuxpaint-stamps-default is not installed")
+    root = tmp_path / "shop"
+    (root / "sub").mkdir(parents=True)
+    for i, stamp in enumerate(stamps[::40][:6]):
+        shutil.copy(stamp.path, root / ("sub" if i % 2 else "") / f"item{i}.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\0" * 50)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_index_add_stats_search_remove(lens_env, folder, capsys, monkeypatch):
+    monkeypatch.setenv("LENS_EMBED__BACKEND", "mobilenetv2")
+    from lens.config import get_settings
+
+    get_settings.cache_clear()
+    meta = folder / "items.jsonl"
+    meta.write_text(
+        json.dumps({"file": "item0.png", "title": "First thing", "url": "https://x.example/1", "price": 3}) + "\n"
+        + json.dumps({"file": "sub/item1.png", "title": "Second", "external_id": "sku-2"}) + "\n"
+    )
+    assert main(["index", "add", str(folder), "--meta", str(meta)]) == 0
+    out = capsys.readouterr().out
+    assert "added 6, already present 0, skipped 1" in out and "broken.jpg" in out
+
+    assert main(["index", "add", str(folder)]) == 0
+    assert "added 0, already present 6, skipped 1" in capsys.readouterr().out
+
+    assert main(["index", "stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["items"] == 6 and stats["embedder"] == "mobilenetv2"
+
+    assert main(["index", "search", str(folder / "item0.png"), "-k", "2", "--json"]) == 0
+    matches = json.loads(capsys.readouterr().out)
+    assert matches[0]["title"] == "First thing" and matches[0]["metadata"] == {"price": 3}
+    assert matches[0]["url"] == "https://x.example/1"
+
+    assert main(["index", "remove", str(matches[0]["item_id"]), "12345"]) == 2
+    assert "removed 1 item(s); not found: 12345" in capsys.readouterr().out
+
+
+def test_index_commands_without_a_catalog_say_how_to_build_one(lens_env, capsys):
+    assert main(["index", "stats"]) == 2
+    assert "lens demo-catalog" in capsys.readouterr().err
+
+
+def test_index_add_bad_meta_is_a_clear_error(lens_env, folder, capsys):
+    bad = folder / "items.csv"
+    bad.write_text("title,url\nx,y\n")
+    assert main(["index", "add", str(folder), "--meta", str(bad)]) == 2
+    assert "no 'file' column" in capsys.readouterr().err
