@@ -134,12 +134,6 @@ class IndexConfig(Section):
     hnsw_ef_search: int = Field(64, ge=1)
     # IVF lists probed per query (of ~4 sqrt(n) lists).
     ivf_nprobe: int = Field(16, ge=1)
-    # HNSW graph degree and beam widths; bench_index measures recall@10 against exact search.
-    hnsw_m: int = Field(32, ge=4, le=128)
-    hnsw_ef_construction: int = Field(80, ge=8)
-    hnsw_ef_search: int = Field(64, ge=1)
-    # IVF lists probed per query (of ~4 sqrt(n) lists).
-    ivf_nprobe: int = Field(16, ge=1)
 
 
 class OcrConfig(Section):
