@@ -59,7 +59,7 @@ def test_analyze_bad_input_exits_2(lens_vars, tmp_path, make_input, message):
 
 
 def test_analyze_missing_model_exits_3(lens_vars, tmp_path, bus_jpg):
-    env = dict(lens_vars, LENS_MODELS_DIR=str(tmp_path / "no-models"))
+    env = dict(lens_vars, LENS_MODELS_DIR=str(tmp_path / "no-models"), LENS_DETECT__BACKEND="ultralytics")
     out = run_lens("analyze", str(bus_jpg), "--no-text", env=env)
     assert out.returncode == 3, out.stderr
     assert "yolov3-tiny-coco" in out.stderr and "lens models prepare" in out.stderr

@@ -17,11 +17,11 @@ def test_defaults(lens_env):
 
 
 def test_env_overrides_nested(lens_env, monkeypatch):
-    monkeypatch.setenv("LENS_DETECT__BACKEND", "opencv-ssd")
+    monkeypatch.setenv("LENS_DETECT__BACKEND", "ultralytics")
     monkeypatch.setenv("LENS_LIMITS__MAX_PIXELS", "1000")
     monkeypatch.setenv("LENS_API_KEY", "s3cret")
     s = load_settings()
-    assert s.detect.backend == "opencv-ssd"
+    assert s.detect.backend == "ultralytics"
     assert s.limits.max_pixels == 1000
     assert s.api_key.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(s)
