@@ -439,7 +439,8 @@
     const regions = Array.isArray(result.regions) ? result.regions : [];
     const blocks = Array.isArray(result.text_blocks) ? result.text_blocks : [];
 
-    regions.forEach((region, index) => el.overlay.append(makeDot(region, index + 1, width, height)));
+    const textBoxes = blocks.map((b) => polygonBounds(b.polygon));
+    regions.forEach((region, index) => el.overlay.append(makeDot(region, index + 1, width, height, textBoxes)));
     blocks.forEach((block) => el.overlay.append(makeTextOutline(block, width, height)));
     blocks.forEach((block) => {
       if (block.translation) el.translations.append(makeTranslation(block, width, height));
@@ -473,12 +474,12 @@
     node.style.height = `${(100 * (y2 - y1)) / height}%`;
   }
 
-  function makeDot(region, number, width, height) {
-    const [x1, y1, x2, y2] = region.box;
+  function makeDot(region, number, width, height, textBoxes) {
+    const [cx, cy] = dotPosition(region.box, textBoxes, height);
     const dot = make("button", "dot", number);
     dot.type = "button";
-    dot.style.left = `${(100 * (x1 + x2)) / 2 / width}%`;
-    dot.style.top = `${(100 * (y1 + y2)) / 2 / height}%`;
+    dot.style.left = `${(100 * cx) / width}%`;
+    dot.style.top = `${(100 * cy) / height}%`;
     const what = region.label || (region.kind === "salient" ? "salient area" : region.kind || "region");
     const count = Array.isArray(region.matches) ? region.matches.length : 0;
     dot.setAttribute("aria-label", `Region ${number}: ${what}, ${count} similar ${count === 1 ? "item" : "items"}`);
@@ -489,6 +490,31 @@
       openRegionPanel(region, number);
     });
     return dot;
+  }
+
+  // A dot sits at its region's centre unless that covers a line of text (a sign is often the
+  // salient thing): then it moves just above or below the text, staying inside its region.
+  function dotPosition(box, textBoxes, height) {
+    const [x1, y1, x2, y2] = box;
+    const cx = (x1 + x2) / 2;
+    let cy = (y1 + y2) / 2;
+    const clearance = 0.04 * height;
+    const covered = (y) => textBoxes.some((t) => cx >= t[0] && cx <= t[2] && y >= t[1] - clearance && y <= t[3] + clearance);
+    if (!covered(cy)) return [cx, cy];
+    const candidates = [];
+    for (const t of textBoxes) candidates.push(t[1] - clearance - 1, t[3] + clearance + 1);
+    const free = candidates.filter((y) => y >= y1 && y <= y2 && !covered(y))
+      .sort((a, b) => Math.abs(a - cy) - Math.abs(b - cy));
+    if (free.length) cy = free[0];
+    return [cx, cy];
+  }
+
+  function polygonBounds(polygon) {
+    const pts = Array.isArray(polygon) ? polygon.filter((p) => Array.isArray(p) && p.length >= 2) : [];
+    if (!pts.length) return [0, 0, 0, 0];
+    const xs = pts.map((p) => p[0]);
+    const ys = pts.map((p) => p[1]);
+    return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
   }
 
   function showRegionBox(box, width, height) {
@@ -641,7 +667,6 @@
 
   function focusPanel() {
     el.panel.focus({ preventScroll: true });
-    el.panel.scrollIntoView({ block: "nearest", behavior: "smooth" });
   }
 
   function openRegionPanel(region, number) {
@@ -846,19 +871,19 @@
     focusPanel();
   }
 
-  // By job id when the server has the upload (no second upload); otherwise send the crop itself.
+  // By job id when the server still holds the upload (nothing sent twice); otherwise (a cached
+  // answer has no job, or the upload expired) the photo goes again with the box.
   async function requestSearch(box) {
     if (state.jobId) {
       const response = await postJson("/api/v1/search", { job_id: state.jobId, box });
       if (response.status === 200) return matchesOf(response.body);
-      // 404/410: the server no longer holds the upload; fall through to sending the crop.
       if (response.status !== 404 && response.status !== 410) {
         throw new UserError(errorMessage(response.status, response.body));
       }
     }
-    const crop = await cropBlob(box);
     const form = new FormData();
-    form.append("image", crop, "crop.jpg");
+    form.append("image", state.photo.blob, "photo");
+    form.append("box", JSON.stringify(box));
     let response;
     try {
       response = await fetch("/api/v1/search", { method: "POST", body: form, headers: { Accept: "application/json" } });
@@ -886,21 +911,6 @@
   function matchesOf(body) {
     if (body && Array.isArray(body.matches)) return body.matches;
     throw new UserError("The server's answer had no matches list.");
-  }
-
-  function cropBlob(box) {
-    const { canvas } = state.photo;
-    const width = state.result.width || state.photo.width;
-    const height = state.result.height || state.photo.height;
-    const sx = canvas.width / width;
-    const sy = canvas.height / height;
-    const w = Math.max(1, Math.round((box[2] - box[0]) * sx));
-    const h = Math.max(1, Math.round((box[3] - box[1]) * sy));
-    const crop = document.createElement("canvas");
-    crop.width = w;
-    crop.height = h;
-    crop.getContext("2d").drawImage(canvas, box[0] * sx, box[1] * sy, w, h, 0, 0, w, h);
-    return canvasToBlob(crop, "image/jpeg", JPEG_QUALITY);
   }
 
   // ---------------------------------------------------------------------------------------
