@@ -100,8 +100,8 @@ class LearnedSaliency:
 
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError("saliency needs an H x W x 3 uint8 RGB image")
-        if min(rgb.shape[:2]) < 2:
-            raise BadInputError(f"image too small for saliency: {rgb.shape[1]}x{rgb.shape[0]}")
+        if min(rgb.shape[:2]) < 1:
+            raise BadInputError("saliency needs a non-empty image")
         net = self._load()
         x = to_tensor(np.ascontiguousarray(rgb), work_size(*rgb.shape[:2]))
         with torch.inference_mode():

@@ -183,6 +183,16 @@ def validation_scores(maps: np.ndarray, images: list, sigma_px: float) -> dict[s
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     """Train the decoder; write the best one (float16 weights + metadata) to config.out."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        return _train(config, log)
+    finally:
+        # Determinism is a process-wide switch; leave it as the caller had it.
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+
+
+def _train(config: TrainConfig, log: Callable[[str], None]) -> dict:
     from lens.saliency.osie import load_osie
 
     seed_everything(config.seed)
