@@ -63,11 +63,11 @@ def chrf(hypotheses: list[str], references: list[str]) -> float:
 
 # Runs in a fresh interpreter so that the RSS is that of a worker, not of this bench.
 _WORKER_PROBE = r"""
-import json, os, resource, time
+import json, os, time
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-def rss():
+def rss(field="VmRSS"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 out = {"python": rss()}
 from lens.config import load_settings
@@ -86,7 +86,7 @@ for b in svc.backends:
     getattr(b, "warm_up", lambda: None)()
 out["translate_load_s"] = time.perf_counter() - t
 out["translate"] = rss()
-out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak"] = rss("VmHWM")  # ru_maxrss would carry the parent's peak across exec
 print(json.dumps(out))
 """
 
