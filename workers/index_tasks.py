@@ -84,22 +84,22 @@ def _get(catalog, item_id: int) -> dict[str, Any]:
 def register_index_tasks(app: Celery) -> None:
     runtime = app.lens
 
-    @app.task(name="lens.item")
+    @app.task(name="lens.item", shared=False)
     def get(item_id: int) -> dict[str, Any]:
         """A read: served by any vision worker (catalog open there already)."""
         return _as_data(_get, runtime, item_id, write=False)
 
-    @app.task(name="lens.index.add")
+    @app.task(name="lens.index.add", shared=False)
     def add(upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.add")
         return _as_data(_add, runtime, upload_path, fields)
 
-    @app.task(name="lens.index.update")
+    @app.task(name="lens.index.update", shared=False)
     def update(item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.update")
         return _as_data(_update, runtime, item_id, fields)
 
-    @app.task(name="lens.index.remove")
+    @app.task(name="lens.index.remove", shared=False)
     def remove(item_id: int) -> dict[str, Any]:
         runtime.jobs.count_task("index.remove")
         return _as_data(_remove, runtime, item_id)

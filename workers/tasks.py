@@ -1,10 +1,17 @@
 """Thin Celery tasks over lens.pipeline. Tasks take job ids and upload paths, never image bytes.
 
-One photo is one canvas: chord([regions(job), text(job)], merge(job)). The branches run on
-different queues (so on different workers when there are several) and write their output
-under the job's keys; merge builds the AnalyzeResult and caches it. Every task is idempotent
-for its job id: a redelivered branch whose output exists returns at once, a merge of a job
-already done does nothing.
+One photo is one canvas: group(regions(job), text(job)) joined by merge(job). The branches run
+on different queues (so on different workers when there are several) and write their output
+under the job's keys; the branch that finishes second sends merge, which builds the
+AnalyzeResult and caches it. Every task is idempotent for its job id: a redelivered branch
+whose output exists returns at once, merge is sent once (SET NX) and a merge of a job already
+done does nothing.
+
+Why not a chord: a chord stores every branch result in the result backend and makes the
+sender (the gateway) subscribe to the body's result over Redis pub/sub for every photo; the
+gateway never waits on it, and a Redis blip then surfaces as errors in garbage-collected
+result objects. The branches here store nothing in the result backend (ignore_result), and
+the join is one SET NX in the store.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from celery import Celery, chord
+from celery import Celery, group
 from celery.exceptions import SoftTimeLimitExceeded
 
 from lens.errors import LensError
@@ -27,12 +34,19 @@ BRANCHES = ("regions", "text")
 
 def analyze_canvas(app: Celery, job_id: str):
     """The canvas for one photo; task ids derive from the job id (easy to trace)."""
-    header = [
+    return group(
         app.signature(f"lens.{name}", args=(job_id,)).set(task_id=f"{job_id}-{name}")
         for name in BRANCHES
-    ]
-    body = app.signature("lens.merge", kwargs={"job_id": job_id}).set(task_id=f"{job_id}-merge")
-    return chord(header, body)
+    )
+
+
+def join_branches(app: Celery, job_id: str) -> None:
+    """Send merge once both branch outputs exist (called by each branch as it finishes)."""
+    jobs = app.lens.jobs
+    if all(jobs.part(job_id, name) is not None for name in BRANCHES) and jobs.store.set_if_absent(
+        f"job:{job_id}:merge-sent", "1", jobs.ttl
+    ):
+        app.signature("lens.merge", args=(job_id,)).set(task_id=f"{job_id}-merge").apply_async()
 
 
 def _load_upload(runtime, path: str):
@@ -81,6 +95,7 @@ def run_branch(runtime, job_id: str, branch: str) -> str:
     except Exception as exc:  # a bug or a broken model: report it on the job, keep the worker
         log.exception("job %s: %s branch failed", job_id, branch)
         payload = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+    payload["worker"] = runtime.worker_name()
     jobs.save_part(job_id, branch, payload)
     return branch
 
@@ -96,7 +111,7 @@ def merge_job(runtime, job_id: str) -> str:
     parts = {name: jobs.part(job_id, name) or {"error": "its output is missing"} for name in BRANCHES}
     errors = [f"{name}: {part['error']}" for name, part in parts.items() if "error" in part]
     if len(errors) == len(BRANCHES):
-        jobs.set_state(job_id, "failed", message="; ".join(errors))
+        jobs.set_state(job_id, "failed", message="; ".join(errors), worker=state.worker)
         jobs.release_inflight(record.cache_key)
         return "failed"
     timings: dict[str, float] = {}
@@ -117,7 +132,7 @@ def merge_job(runtime, job_id: str) -> str:
     # A partial result (one branch failed) is shown for this job but never cached.
     result_key = record.cache_key if not errors else f"job-{job_id}"
     jobs.save_result(result_key, result.to_json())
-    jobs.set_state(job_id, "done", result_key=result_key)
+    jobs.set_state(job_id, "done", result_key=result_key, worker=state.worker)
     jobs.release_inflight(record.cache_key)
     return "done"
 
@@ -135,20 +150,24 @@ def search_crop(runtime, upload_path: str, box: list[float], k: int | None) -> d
 def register_tasks(app: Celery) -> None:
     runtime = app.lens
 
-    @app.task(name="lens.regions", bind=True)
-    def regions(self, job_id: str) -> str:
-        return run_branch(runtime, job_id, "regions")
+    @app.task(name="lens.regions", ignore_result=True, shared=False)
+    def regions(job_id: str) -> str:
+        run_branch(runtime, job_id, "regions")
+        join_branches(app, job_id)
+        return "regions"
 
-    @app.task(name="lens.text", bind=True)
-    def text(self, job_id: str) -> str:
-        return run_branch(runtime, job_id, "text")
+    @app.task(name="lens.text", ignore_result=True, shared=False)
+    def text(job_id: str) -> str:
+        run_branch(runtime, job_id, "text")
+        join_branches(app, job_id)
+        return "text"
 
-    @app.task(name="lens.merge", bind=True)
-    def merge(self, _branches: list[str], job_id: str) -> str:
+    @app.task(name="lens.merge", ignore_result=True, shared=False)
+    def merge(job_id: str) -> str:
         return merge_job(runtime, job_id)
 
-    @app.task(name="lens.search", bind=True)
-    def search(self, upload_path: str, box: list[float], k: int | None = None) -> dict[str, Any]:
+    @app.task(name="lens.search", shared=False)
+    def search(upload_path: str, box: list[float], k: int | None = None) -> dict[str, Any]:
         runtime.jobs.count_task("search")
         return search_crop(runtime, upload_path, box, k)
 
