@@ -254,3 +254,19 @@ def test_readyz_reports_each_check(client, openapi):
     assert body["checks"]["redis"]["ok"] is True  # embedded: no Redis needed
     assert (response.status_code == 200) == body["ready"]
     assert body["ready"] or body["reasons"]
+
+
+def test_embedded_mode_works_with_redis_unreachable(tmp_path):
+    import socket
+
+    from web.app import create_app
+    from web.cli import embedded_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    app = create_app(embedded_settings(load_settings(data_dir=tmp_path, redis_url=dead, server=NO_RATE_LIMIT)))
+    client = app.test_client()
+    body = client.post("/api/v1/analyze", json={"image": TINY, "regions": False, "text": False}).get_json()
+    assert body["status"] == "done"
+    assert client.get("/readyz").get_json()["checks"]["redis"]["ok"] is True
