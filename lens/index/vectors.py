@@ -25,8 +25,18 @@ def choose_kind(config: IndexConfig, count: int) -> Kind:
 
 
 def ivf_list_count(count: int) -> int:
-    # ~4 sqrt(n) lists, but at least 39 training points per list (faiss warns below that).
-    return max(1, min(int(4 * math.sqrt(max(count, 1))), count // 39))
+    # ~4 sqrt(n) lists, at least 39 training points per list (faiss warns below that), at most
+    # 1024: k-means beyond that took minutes per rebuild on 2 cores.
+    return max(1, min(int(4 * math.sqrt(max(count, 1))), count // 39, 1024))
+
+
+def training_sample(vectors: np.ndarray, lists: int) -> np.ndarray:
+    """At most 64 vectors per list: enough for k-means, and training stays seconds long."""
+    limit = 64 * lists
+    if len(vectors) <= limit:
+        return vectors
+    rows = np.random.default_rng(0).choice(len(vectors), limit, replace=False)
+    return vectors[np.sort(rows)]
 
 
 class VectorIndex:
@@ -53,9 +63,10 @@ class VectorIndex:
             inner.hnsw.efConstruction = config.hnsw_ef_construction
         elif kind == "ivf":
             quantizer = faiss.IndexFlatIP(dim)
-            inner = faiss.IndexIVFFlat(quantizer, dim, ivf_list_count(len(ids)), faiss.METRIC_INNER_PRODUCT)
+            lists = ivf_list_count(len(ids))
+            inner = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
             if len(ids):
-                inner.train(vectors)
+                inner.train(training_sample(vectors, lists))
         else:
             raise ValueError(f"unknown index kind {kind!r}")
         index = cls(dim, kind, config, faiss.IndexIDMap2(inner))
