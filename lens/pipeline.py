@@ -113,6 +113,26 @@ class Pipeline:
 
         return self._stage("translate", lambda: create_translation_service(self.settings))
 
+    def warm_up(self, regions: bool = True, text: bool = True) -> None:
+        """Load the configured models now and run each once, so that the first photo does not
+        pay seconds of loading (call it from a background thread at server/worker start)."""
+        s = self.settings
+        stages = []
+        if regions:
+            stages += [self.detector] if s.detect.backend != "none" else []
+            stages += [self.saliency] if s.saliency.backend != "none" else []
+            stages += [self.embedder, self.catalog]
+        if text and s.ocr.backend != "none":
+            from lens.langid import warm_up as warm_up_langid
+
+            warm_up_langid()
+            stages.append(self.ocr)
+            stages += [self.translation] if s.translate.backend != "none" else []
+        for stage in stages:
+            warm_up = getattr(stage, "warm_up", None)
+            if warm_up is not None:
+                warm_up()
+
     def reload_catalog(self) -> None:
         """Drop the cached catalog so the next search reopens it (after index writes)."""
         with self._lock:

@@ -54,6 +54,12 @@ class TranslationService:
     def pairs(self) -> set[tuple[str, str]]:
         return {pair for b in self.backends for pair in b.pairs()}
 
+    def warm_up(self) -> None:
+        for backend in self.backends:
+            warm_up = getattr(backend, "warm_up", None)
+            if warm_up is not None:
+                warm_up()
+
     def route(self, src: str, dst: str) -> list[tuple[object, str, str]] | None:
         """The hops (translator, from, to) for a pair, or None when no model serves it."""
         for backend in self.backends:
