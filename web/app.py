@@ -17,11 +17,6 @@ from web.retention import init_upload_retention
 from web.security import init_security
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-# The UI has no inline script or style; blob:/data: images are the local photo preview.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
 
 
 def create_app(settings: Settings | None = None, celery: Celery | None = None) -> Flask:
@@ -45,12 +40,5 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     @app.get("/")
     def index():
         return app.send_static_file("index.html")
-
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
 
     return app
