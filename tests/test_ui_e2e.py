@@ -1,5 +1,6 @@
 """End to end in real headless Chromium against the real one-process server
-(`lens serve --embedded`, real models, the tux-stamp demo catalog in a temporary data dir).
+(`lens serve --embedded`, real models, a catalog of real Tux Paint photo stamps, the demo
+catalog's source, in a temporary data dir).
 
 Each step's screenshot goes to test-artifacts/ui/e2e-*.png.
 """
@@ -15,7 +16,7 @@ from ui_server import (
     ARTIFACTS,
     VIEWPORTS,
     EmbeddedServer,
-    build_demo_catalog,
+    build_stamp_catalog,
     launch_chromium,
     lens_has_command,
 )
@@ -34,11 +35,11 @@ ANALYSIS_TIMEOUT_MS = 240_000
 # -- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lens_server(tmp_path_factory):
-    for command in ("serve", "demo-catalog"):
+    for command in ("serve", "index"):
         if not lens_has_command(command):
             pytest.skip(f"`lens {command}` does not exist yet")
     data_dir = tmp_path_factory.mktemp("ui-e2e")
-    build_demo_catalog(data_dir)
+    build_stamp_catalog(data_dir, tmp_path_factory.mktemp("ui-stamps"))
     server = EmbeddedServer(data_dir).start()
     yield server
     server.stop()
@@ -181,6 +182,9 @@ def test_bus_photo_shows_dots_and_a_dot_opens_its_matches(session_factory, bus_j
     titles = page.locator("#panel .match-title").all_text_contents()
     assert titles == [m["title"] or f"Item {m['item_id']}" for m in expected]
     assert all(t.strip() for t in titles)
+    link = page.locator("#panel a.match-link").first
+    assert link.get_attribute("href") == expected[0]["url"]
+    assert link.get_attribute("rel") == "noopener noreferrer"
     scores = panel_scores(page)
     assert scores == sorted(scores, reverse=True), "best match first"
     # Thumbnails are real images served by the gateway.
@@ -295,7 +299,7 @@ def test_english_sign_is_translated_into_the_language_the_user_picks(session_fac
 def test_text_that_looks_like_html_is_shown_as_text_and_never_runs(session_factory, text_photos, viewport):
     s = session_factory(viewport)
     page = s.page
-    page.evaluate("window.__alerts = 0; window.alert = () => { window.__alerts += 1; }")
+    page.evaluate("() => { window.__alerts = 0; window.alert = () => { window.__alerts += 1; }; }")
     result = s.analyze(text_photos["xss"])
     block = next((b for b in result["text_blocks"] if "onerror" in b["text"].replace(" ", "")), None)
     assert block is not None, f"OCR did not read the markup: {[b['text'] for b in result['text_blocks']]}"
@@ -305,6 +309,9 @@ def test_text_that_looks_like_html_is_shown_as_text_and_never_runs(session_facto
     assert page.text_content("#panel .text-original") == block["text"]
     if block.get("translation"):
         page.click("#translate-toggle")
+        drawn = page.locator("#translations-layer .translation").nth(0)
+        assert drawn.text_content() == block["translation"]
+        assert drawn.locator("img").count() == 0
     page.wait_for_timeout(500)  # an onerror handler would have fired by now
     assert s.dialogs == []
     assert page.evaluate("window.__alerts") == 0

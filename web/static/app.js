@@ -475,9 +475,10 @@
   }
 
   function makeDot(region, number, width, height, textBoxes) {
-    const [cx, cy] = dotPosition(region.box, textBoxes, height);
+    const [cx, cy, side] = dotPosition(region.box, textBoxes, height);
     const dot = make("button", "dot", number);
     dot.type = "button";
+    if (side) dot.classList.add(side);
     dot.style.left = `${(100 * cx) / width}%`;
     dot.style.top = `${(100 * cy) / height}%`;
     const what = region.label || (region.kind === "salient" ? "salient area" : region.kind || "region");
@@ -493,20 +494,24 @@
   }
 
   // A dot sits at its region's centre unless that covers a line of text (a sign is often the
-  // salient thing): then it moves just above or below the text, staying inside its region.
+  // salient thing): then it is pinned to the text's top or bottom edge and drawn just outside
+  // it (CSS classes, so the gap holds in screen pixels at any zoom), inside its region if it can.
   function dotPosition(box, textBoxes, height) {
     const [x1, y1, x2, y2] = box;
     const cx = (x1 + x2) / 2;
-    let cy = (y1 + y2) / 2;
-    const clearance = 0.04 * height;
-    const covered = (y) => textBoxes.some((t) => cx >= t[0] && cx <= t[2] && y >= t[1] - clearance && y <= t[3] + clearance);
-    if (!covered(cy)) return [cx, cy];
+    const cy = (y1 + y2) / 2;
+    const margin = 0.02 * height;
+    const covers = (y) => textBoxes.some((t) => cx >= t[0] && cx <= t[2] && y >= t[1] - margin && y <= t[3] + margin);
+    if (!covers(cy)) return [cx, cy, null];
     const candidates = [];
-    for (const t of textBoxes) candidates.push(t[1] - clearance - 1, t[3] + clearance + 1);
-    const free = candidates.filter((y) => y >= y1 && y <= y2 && !covered(y))
-      .sort((a, b) => Math.abs(a - cy) - Math.abs(b - cy));
-    if (free.length) cy = free[0];
-    return [cx, cy];
+    for (const t of textBoxes) {
+      if (cx < t[0] || cx > t[2]) continue;
+      candidates.push([t[1], "above", t[1] - 3 * margin], [t[3], "below", t[3] + 3 * margin]);
+    }
+    // Prefer an edge inside the region, then the nearer one; the probe point is where the dot is drawn.
+    const cost = ([y, , probe]) => Math.abs(y - cy) + (y >= y1 && y <= y2 ? 0 : height) + (covers(probe) ? 2 * height : 0);
+    const usable = candidates.filter(([, , probe]) => probe >= 0 && probe <= height).sort((a, b) => cost(a) - cost(b));
+    return usable.length ? [cx, usable[0][0], usable[0][1]] : [cx, cy, null];
   }
 
   function polygonBounds(polygon) {
