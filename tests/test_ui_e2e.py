@@ -105,6 +105,7 @@ class Session:
         self.page.on("response", self._remember)
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        self.page.on("console", lambda msg: "Content Security Policy" in msg.text and self.errors.append(msg.text))
         self.page.goto(server.url)
 
     def _remember(self, response) -> None:
