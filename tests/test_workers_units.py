@@ -221,3 +221,24 @@ def test_store_errors_are_503_not_500(monkeypatch):
     monkeypatch.setattr(store._redis, "get", boom)
     with pytest.raises(QueueUnavailableError):
         store.get("x")
+
+
+def test_a_branch_killed_at_the_hard_time_limit_fails_the_job_at_once(tmp_path, bus_jpg):
+    """Celery calls on_failure(TimeLimitExceeded) in the worker's main process after killing the
+    child; the job must fail then, not wait for the job deadline."""
+    from celery.exceptions import TimeLimitExceeded, WorkerLostError
+
+    from web.cli import embedded_settings
+    from workers.app import make_celery
+
+    app = make_celery(embedded_settings(load_settings(data_dir=tmp_path)))
+    jobs = app.lens.jobs
+    job_id = new_job(StubRuntime(app.lens.settings, app.lens.store), bus_jpg)
+    # A lost worker is not a failure: its message is redelivered, so nothing is recorded.
+    app.tasks["lens.text"].on_failure(WorkerLostError("killed"), f"{job_id}-text", [job_id], {}, None)
+    assert jobs.part(job_id, "text") is None
+    for name in ("regions", "text"):
+        app.tasks[f"lens.{name}"].on_failure(TimeLimitExceeded(150), f"{job_id}-{name}", [job_id], {}, None)
+    state = jobs.state(job_id)
+    assert state.status == "failed"
+    assert "hard limit" in state.message and "text:" in state.message

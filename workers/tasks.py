@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Any
 
-from celery import Celery, group
-from celery.exceptions import SoftTimeLimitExceeded
+from celery import Celery, Task, group
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from lens.errors import LensError
 from lens.image import load_image_file
@@ -147,16 +147,33 @@ def search_crop(runtime, upload_path: str, box: list[float], k: int | None) -> d
     return {"matches": [m.model_dump(mode="json") for m in matches]}
 
 
+class BranchTask(Task):
+    """A branch whose process was killed at the hard time limit cannot report it itself; Celery
+    calls on_failure in the worker's main process, which records the error for the job and
+    joins, so the job fails now rather than at the job deadline."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if not isinstance(exc, TimeLimitExceeded) or not args:
+            return  # a lost worker's message is redelivered (reject_on_worker_lost)
+        job_id, branch = args[0], self.name.rsplit(".", 1)[1]
+        jobs = self.app.lens.jobs
+        if jobs.part(job_id, branch) is None:
+            jobs.save_part(job_id, branch, {"error": (
+                f"took longer than the hard limit of {self.app.conf.task_time_limit} s; "
+                "its process was stopped")})
+        join_branches(self.app, job_id)
+
+
 def register_tasks(app: Celery) -> None:
     runtime = app.lens
 
-    @app.task(name="lens.regions", ignore_result=True, shared=False)
+    @app.task(name="lens.regions", ignore_result=True, shared=False, base=BranchTask)
     def regions(job_id: str) -> str:
         run_branch(runtime, job_id, "regions")
         join_branches(app, job_id)
         return "regions"
 
-    @app.task(name="lens.text", ignore_result=True, shared=False)
+    @app.task(name="lens.text", ignore_result=True, shared=False, base=BranchTask)
     def text(job_id: str) -> str:
         run_branch(runtime, job_id, "text")
         join_branches(app, job_id)
