@@ -39,9 +39,13 @@ def test_off_centre_textured_object_beats_a_larger_plain_box():
         Detection(box=plain_box, label="table", score=0.5),
         Detection(box=textured, label="vase", score=0.5),
     ]
-    regions = select_regions(rgb, detections, _map(rgb), RegionConfig())
-    assert regions[0].label == "vase"
-    assert regions[0].scores["saliency_mean"] > regions[-1].scores["saliency_mean"]
+    # No relative cut, so that the plain box stays in the ranking to be compared (by default
+    # it falls under the cut: an empty box gets no dot at all).
+    regions = select_regions(rgb, detections, _map(rgb), RegionConfig(min_relative_score=0.0))
+    assert [r.label for r in regions if r.kind == "object"] == ["vase", "table"]
+    table = next(r for r in regions if r.label == "table")
+    assert regions[0].scores["saliency_mean"] > table.scores["saliency_mean"]
+    assert regions[0].scores["contrast"] > table.scores["contrast"]
 
 
 def test_salient_object_without_detection_becomes_a_salient_region():

@@ -1,13 +1,23 @@
 """Choose the few regions a person would want to ask about: the dots.
 
-Candidates are the detector's boxes plus blobs of the saliency map that no detection covers
-(things the detector has no class for: a lotus, a lamp). Each is scored by
-    w_conf * confidence + w_mass * saliency mass + w_mean * saliency mean + w_centre * centrality
-then tiny boxes and boxes mostly inside a better one are dropped, and the top K within a
-fraction of the best are kept. Every threshold lives in RegionConfig with its reason.
+Candidates come from three sources, because each misses what the others find:
+- the detector's boxes (things it has a class for);
+- colour segments of a downscaled copy at a few scales (Felzenszwalb graph segmentation): tight
+  boxes around things with a boundary, whatever their class (a lotus, a lamp, a toy);
+- blobs of the saliency map at a few thresholds, both of the whole map and of each local peak
+  (a peak off-centre is weaker than a central one once the map carries a centre prior).
+Each candidate is scored by
+    w_conf * confidence + w_mass * saliency mass + w_mean * saliency mean
+    + w_centre * centrality + w_contrast * colour contrast with its surround
+(the last is a classic objectness cue: an object's colours differ from those just around it).
+Then, best first, near-duplicates (IoU) and parts of a better detection are dropped, and the top
+K within a fraction of the best are kept. Every threshold lives in RegionConfig with its reason.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,34 +25,56 @@ from lens.config import RegionConfig
 from lens.detect.merge import box_area, intersection
 from lens.types import Box, Detection, Region
 
+# Colour quantisation for the contrast cue: 4 levels per channel, 64 bins, coarse enough that
+# texture inside one object falls into few bins.
+_COLOUR_LEVELS = 4
 
-def _integral(m: np.ndarray) -> np.ndarray:
-    out = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.float64)
-    out[1:, 1:] = m.astype(np.float64).cumsum(0).cumsum(1)
+
+def _integral(m: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Summed-area table with a zero first row/column; works on (H, W) and (H, W, C)."""
+    out = np.zeros((m.shape[0] + 1, m.shape[1] + 1, *m.shape[2:]), dtype=dtype)
+    np.cumsum(m, axis=0, dtype=dtype, out=out[1:, 1:])
+    np.cumsum(out[1:, 1:], axis=1, out=out[1:, 1:])
     return out
 
 
-class _BoxStats:
-    """Sums of the saliency map over boxes in O(1) each, via an integral image."""
+def _clip_box(box: Box, w: int, h: int) -> tuple[int, int, int, int]:
+    """Integer pixel bounds of `box` inside a w x h grid, at least one pixel wide."""
+    x1, y1, x2, y2 = box
+    left = min(max(math.floor(x1), 0), w - 1)
+    top = min(max(math.floor(y1), 0), h - 1)
+    right = min(max(math.ceil(x2), left + 1), w)
+    bottom = min(max(math.ceil(y2), top + 1), h)
+    return left, top, right, bottom
 
-    def __init__(self, saliency: np.ndarray) -> None:
+
+def _box_sum(integral: np.ndarray, bounds: tuple[int, int, int, int]):
+    left, t, r, b = bounds
+    return integral[b, r] - integral[t, r] - integral[b, left] + integral[t, left]
+
+
+class _BoxStats:
+    """Sums of the saliency map over boxes in O(1) each, via an integral image of a copy of at
+    most `side` px (means and shares barely change; the full-size table costs ~10 ms)."""
+
+    def __init__(self, saliency: np.ndarray, side: int = 256) -> None:
+        import cv2
+
+        h, w = saliency.shape
+        self.scale = min(1.0, side / max(h, w))
+        if self.scale < 1:
+            size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+            saliency = cv2.resize(saliency, size, interpolation=cv2.INTER_AREA)
         self.h, self.w = saliency.shape
         self.integral = _integral(saliency)
         self.total = float(self.integral[-1, -1])
         self.peak = float(saliency.max()) if saliency.size else 0.0
 
     def pixels(self, box: Box) -> tuple[int, int, int, int]:
-        x1, y1, x2, y2 = box
-        left = int(np.clip(np.floor(x1), 0, self.w - 1))
-        top = int(np.clip(np.floor(y1), 0, self.h - 1))
-        right = int(np.clip(np.ceil(x2), left + 1, self.w))
-        bottom = int(np.clip(np.ceil(y2), top + 1, self.h))
-        return left, top, right, bottom
+        return _clip_box(tuple(v * self.scale for v in box), self.w, self.h)
 
     def sum(self, box: Box) -> float:
-        left, t, r, b = self.pixels(box)
-        i = self.integral
-        return float(i[b, r] - i[t, r] - i[b, left] + i[t, left])
+        return float(_box_sum(self.integral, self.pixels(box)))
 
     def mass(self, box: Box) -> float:
         """Share of the whole map's saliency inside the box."""
@@ -54,6 +86,56 @@ class _BoxStats:
         inside = self.sum(box) / max(1, (r - left) * (b - t))
         return inside / self.peak if self.peak > 0 else 0.0
 
+    def contrast(self, box: Box, ring: float) -> float:
+        """(inside - around) / (inside + around) of the map's means over the box and a ring
+        around it, in [-1, 1]. A ratio, so a smooth factor on the map (its centre prior) nearly
+        cancels: an off-centre object that stands out from its surroundings still scores."""
+        x1, y1, x2, y2 = box
+        gx, gy = (x2 - x1) * ring, (y2 - y1) * ring
+        inner = self.pixels(box)
+        outer = self.pixels((x1 - gx, y1 - gy, x2 + gx, y2 + gy))
+        area_in = (inner[2] - inner[0]) * (inner[3] - inner[1])
+        area_around = (outer[2] - outer[0]) * (outer[3] - outer[1]) - area_in
+        if area_around < 0.1 * area_in:
+            return 0.0
+        sum_in = float(_box_sum(self.integral, inner))
+        mean_in = sum_in / area_in
+        mean_around = (float(_box_sum(self.integral, outer)) - sum_in) / area_around
+        total = mean_in + mean_around
+        return (mean_in - mean_around) / total if total > 0 else 0.0
+
+
+class _ColourContrast:
+    """Chi-squared distance between a box's colour histogram and that of a ring around it,
+    in O(bins) per box via an integral histogram of a downscaled, colour-quantised copy."""
+
+    def __init__(self, small_rgb: np.ndarray, scale: float, ring: float) -> None:
+        self.h, self.w = small_rgb.shape[:2]
+        self.scale, self.ring = scale, ring
+        step = 256 // _COLOUR_LEVELS
+        q = (small_rgb // step).astype(np.int32)
+        codes = (q[..., 0] * _COLOUR_LEVELS + q[..., 1]) * _COLOUR_LEVELS + q[..., 2]
+        onehot = np.zeros((self.h, self.w, _COLOUR_LEVELS**3), dtype=np.int32)
+        onehot[np.arange(self.h)[:, None], np.arange(self.w)[None, :], codes] = 1
+        self.integral = _integral(onehot, np.int32)
+
+    def __call__(self, box: Box) -> float:
+        s = self.scale
+        x1, y1, x2, y2 = (v * s for v in box)
+        gx, gy = (x2 - x1) * self.ring, (y2 - y1) * self.ring
+        inner = _clip_box((x1, y1, x2, y2), self.w, self.h)
+        outer = _clip_box((x1 - gx, y1 - gy, x2 + gx, y2 + gy), self.w, self.h)
+        inside = _box_sum(self.integral, inner)
+        around = _box_sum(self.integral, outer) - inside
+        n_in, n_around = int(inside.sum()), int(around.sum())
+        # A box with (almost) no surround, e.g. the whole image, cannot stand out from it.
+        if n_in <= 0 or n_around < 0.1 * n_in:
+            return 0.0
+        p, q = inside / np.float32(n_in), around / np.float32(n_around)
+        denom = p + q
+        mask = denom > 0
+        return float(0.5 * np.sum((p[mask] - q[mask]) ** 2 / denom[mask]))
+
 
 def centrality(box: Box, width: int, height: int) -> float:
     """1 at the image centre, 0 at a corner (distance normalised by the half-diagonal)."""
@@ -62,25 +144,108 @@ def centrality(box: Box, width: int, height: int) -> float:
     return float(max(0.0, 1.0 - np.hypot(dx, dy) / np.sqrt(2)))
 
 
+def _padded(x: float, y: float, bw: float, bh: float, pad: float, w: int, h: int) -> Box:
+    px, py = bw * pad, bh * pad
+    return (max(0.0, x - px), max(0.0, y - py), min(float(w), x + bw + px), min(float(h), y + bh + py))
+
+
 def salient_blobs(saliency: np.ndarray, config: RegionConfig) -> list[Box]:
-    """Boxes around connected areas above `salient_threshold` x the map's maximum, biggest
-    mass first, each grown by `salient_padding`."""
+    """Boxes around salient areas, each grown by `salient_padding`: connected areas above each
+    of `salient_thresholds` x the map's maximum, and around each of the strongest local peaks
+    the area above `peak_fraction` x that peak's own value (an off-centre object's peak is
+    lower than a central one's once the map carries a centre prior)."""
     import cv2
 
     h, w = saliency.shape
     top = float(saliency.max())
     if top <= 0:
         return []
-    mask = (saliency >= config.salient_threshold * top).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    blobs = []
-    for i in range(1, count):
-        x, y, bw, bh, _area = stats[i]
-        mass = float(saliency[labels == i].sum())
-        px, py = bw * config.salient_padding, bh * config.salient_padding
-        box = (max(0.0, x - px), max(0.0, y - py), min(float(w), x + bw + px), min(float(h), y + bh + py))
-        blobs.append((mass, box))
-    return [box for _, box in sorted(blobs, key=lambda b: b[0], reverse=True)]
+    # On a copy of at most 128 px: the map is blurred to object-sized blobs anyway, and
+    # connected components on the full-size map cost ~5 ms per threshold.
+    f = min(1.0, 128 / max(h, w))
+    small = cv2.resize(saliency, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    fx, fy = small.shape[1] / w, small.shape[0] / h
+    top = float(small.max())
+
+    def blob_box(stat: np.ndarray) -> Box:
+        x, y, bw, bh = (float(v) for v in stat[:4])
+        return _padded(x / fx, y / fy, bw / fx, bh / fy, config.salient_padding, w, h)
+
+    boxes: list[Box] = []
+    for threshold in config.salient_thresholds:
+        mask = (small >= threshold * top).astype(np.uint8)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        boxes += [blob_box(stats[i]) for i in range(1, count)]
+    if config.max_peaks > 0:
+        # Local maxima within ~1/10 of the image, strongest first.
+        size = max(3, int(round(max(small.shape) / 10)) | 1)
+        local_max = cv2.dilate(small, np.ones((size, size), np.uint8))
+        ys, xs = np.nonzero((small >= local_max) & (small >= config.peak_floor * top))
+        order = np.argsort(-small[ys, xs])[: config.max_peaks]
+        for y, x in zip(ys[order], xs[order], strict=True):
+            mask = (small >= config.peak_fraction * float(small[y, x])).astype(np.uint8)
+            _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+            boxes.append(blob_box(stats[labels[y, x]]))
+    return boxes
+
+
+def segment_boxes(small_rgb: np.ndarray, scale: float, config: RegionConfig) -> list[Box]:
+    """Bounding boxes (full-image pixels) of colour segments of the downscaled copy, at each of
+    `segment_scales`; segments that are too big (background: sky, wall, floor) or fill too
+    little of their box (a thin or sprawling region is rarely one object) are left out."""
+    import cv2
+
+    sh, sw = small_rgb.shape[:2]
+    if min(sh, sw) < 8:
+        return []
+    bgr = np.ascontiguousarray(small_rgb[:, :, ::-1])
+    min_size = max(4, int(config.min_area * sh * sw))
+    ys, xs = np.indices((sh, sw))
+    boxes: list[Box] = []
+    for k in config.segment_scales:
+        segmenter = cv2.ximgproc.segmentation.createGraphSegmentation(sigma=0.8, k=float(k), min_size=min_size)
+        labels = segmenter.processImage(bgr).ravel()
+        n = int(labels.max()) + 1
+        counts = np.bincount(labels, minlength=n)
+        x0, y0 = np.full(n, sw), np.full(n, sh)
+        x1, y1 = np.zeros(n, int), np.zeros(n, int)
+        np.minimum.at(x0, labels, xs.ravel())
+        np.minimum.at(y0, labels, ys.ravel())
+        np.maximum.at(x1, labels, xs.ravel() + 1)
+        np.maximum.at(y1, labels, ys.ravel() + 1)
+        box_px = (x1 - x0) * (y1 - y0)
+        for i in range(n):
+            share = box_px[i] / (sh * sw)
+            if counts[i] == 0 or share > config.salient_max_area or counts[i] < config.segment_min_fill * box_px[i]:
+                continue
+            boxes.append((x0[i] / scale, y0[i] / scale, x1[i] / scale, y1[i] / scale))
+    return boxes
+
+
+@dataclass
+class _Candidate:
+    box: Box
+    kind: str
+    label: str | None
+    parts: dict[str, float]
+    score: float = 0.0
+    detected: bool = field(default=False)
+    # The whole image, used only when no other candidate survives.
+    fallback: bool = field(default=False)
+
+
+def _object_shaped(box: Box, w: int, h: int, config: RegionConfig) -> bool:
+    """Whether a box without a detection could be one object: not most of the image, not a
+    thin strip, not touching several image sides (sky, sea, road and wall bands do)."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    if bw <= 0 or bh <= 0 or bw * bh > config.salient_max_area * w * h:
+        return False
+    if max(bw / bh, bh / bw) > config.max_aspect:
+        return False
+    margin = 0.01 * max(w, h)
+    sides = (x1 <= margin) + (y1 <= margin) + (x2 >= w - margin) + (y2 >= h - margin)
+    return sides <= config.max_border_sides
 
 
 def _score(parts: dict[str, float], config: RegionConfig) -> float:
@@ -89,7 +254,67 @@ def _score(parts: dict[str, float], config: RegionConfig) -> float:
         + config.weight_mass * parts["saliency_mass"]
         + config.weight_mean * parts["saliency_mean"]
         + config.weight_centre * parts["centre"]
+        + config.weight_contrast * parts["contrast"]
+        + config.weight_saliency_contrast * parts["saliency_contrast"]
     )
+
+
+def _iou(a: Box, b: Box) -> float:
+    inter = intersection(a, b)
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def candidates(
+    rgb: np.ndarray,
+    detections: list[Detection],
+    saliency_map: np.ndarray | None,
+    config: RegionConfig,
+) -> list[_Candidate]:
+    """Every candidate box with the parts of its score (not yet ranked or de-duplicated)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    image_area = float(h * w)
+    have_map = saliency_map is not None and saliency_map.shape[:2] == (h, w) and float(np.max(saliency_map)) > 0
+    # Without a usable map every box is "average" on saliency and the ranking falls back on
+    # confidence, contrast and centrality.
+    sal = np.asarray(saliency_map, dtype=np.float32) if have_map else np.ones((h, w), dtype=np.float32)
+    stats = _BoxStats(sal)
+    scale = min(1.0, config.segment_side / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    scale_x = small.shape[1] / w  # exact per-axis factor after rounding
+    contrast = _ColourContrast(np.asarray(small), scale_x, config.contrast_ring)
+    uniform = float(np.asarray(small, dtype=np.float32).std()) < 1.0
+
+    found: list[_Candidate] = []
+
+    def add(box: Box, kind: str, label: str | None, confidence: float, detected: bool, fallback: bool = False) -> None:
+        if not fallback and (box_area(box) < config.min_area * image_area or not (detected or _object_shaped(box, w, h, config))):
+            return
+        parts = {
+            "confidence": float(confidence),
+            "saliency_mass": stats.mass(box),
+            "saliency_mean": stats.mean(box),
+            "centre": centrality(box, w, h),
+            "contrast": contrast(box),
+            "saliency_contrast": stats.contrast(box, config.contrast_ring),
+        }
+        found.append(_Candidate(box, kind, label, parts, _score(parts, config), detected, fallback))
+
+    for det in detections:
+        add(det.box, "object", det.label, det.score, True)
+    # A featureless image has no object: its map is at most the centre prior, whose blobs
+    # would be nested rings around the middle; the whole-image fallback answers it.
+    if not uniform:
+        for box in segment_boxes(np.asarray(small), scale_x, config):
+            add(box, "salient", None, config.salient_confidence, False)
+    if have_map and not uniform:
+        for box in salient_blobs(sal, config):
+            add(box, "salient", None, config.salient_confidence, False)
+
+    add((0.0, 0.0, float(w), float(h)), "salient", None, config.salient_confidence, False, fallback=True)
+    return found
 
 
 def select_regions(
@@ -102,76 +327,46 @@ def select_regions(
     h, w = rgb.shape[:2]
     if h == 0 or w == 0:
         return []
-    image_area = float(h * w)
-    have_map = saliency_map is not None and saliency_map.shape[:2] == (h, w) and float(np.max(saliency_map)) > 0
-    # Without a usable map every box is "average" on saliency and the ranking falls back on
-    # confidence and centrality.
-    sal = np.asarray(saliency_map, dtype=np.float32) if have_map else np.ones((h, w), dtype=np.float32)
-    stats = _BoxStats(sal)
+    return choose(candidates(rgb, detections, saliency_map, config), config)
 
-    candidates: list[tuple[float, Box, str, str | None, dict[str, float]]] = []
 
-    def add(box: Box, kind: str, label: str | None, confidence: float) -> None:
-        parts = {
-            "confidence": float(confidence),
-            "saliency_mass": stats.mass(box),
-            "saliency_mean": stats.mean(box),
-            "centre": centrality(box, w, h),
-        }
-        candidates.append((_score(parts, config), box, kind, label, parts))
+def choose(pool: list[_Candidate], config: RegionConfig) -> list[Region]:
+    """Rank the candidates, drop duplicates and parts, keep the top K near the best."""
+    for c in pool:
+        c.score = _score(c.parts, config)
+    ranked = sorted((c for c in pool if not c.fallback), key=lambda c: c.score, reverse=True)
+    # Nothing detected and nothing distinct: the whole image is the subject.
+    kept = _deduplicate(ranked, config) or [c for c in pool if c.fallback][:1]
 
-    for det in detections:
-        if box_area(det.box) >= config.min_area * image_area:
-            add(det.box, "object", det.label, det.score)
-
-    kept = _drop_contained(sorted(candidates, key=lambda c: c[0], reverse=True), config)
-
-    if have_map:
-        # Salient areas no kept detection explains get their own candidate.
-        covered = np.zeros((h, w), dtype=bool)
-        for _, (x1, y1, x2, y2), *_ in kept:
-            covered[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))] = True
-        blob_candidates_before = len(candidates)
-        for blob in salient_blobs(sal, config):
-            if box_area(blob) < config.min_area * image_area:
-                continue
-            left, t, r, b = stats.pixels(blob)
-            patch = sal[t:b, left:r]
-            inside = float(patch[covered[t:b, left:r]].sum())
-            if patch.sum() > 0 and inside / float(patch.sum()) < config.salient_covered:
-                add(blob, "salient", None, config.salient_confidence)
-        if len(candidates) > blob_candidates_before:
-            kept = _drop_contained(sorted(kept + candidates[blob_candidates_before:], key=lambda c: c[0], reverse=True), config)
-
-    if not kept:
-        # Nothing detected and no distinct blob: the whole image is the subject.
-        add((0.0, 0.0, float(w), float(h)), "salient", None, config.salient_confidence)
-        kept = [candidates[-1]]
-
-    best = kept[0][0]
-    chosen = [c for c in kept if c[0] >= config.min_relative_score * best][: config.max_regions]
+    best = kept[0].score
+    chosen = [c for c in kept if c.score >= config.min_relative_score * best][: config.max_regions]
     return [
-        Region(id=i, box=tuple(float(v) for v in box), kind=kind, label=label, score=round(score, 4),
-               scores={k: round(v, 4) for k, v in parts.items()})
-        for i, (score, box, kind, label, parts) in enumerate(chosen, start=1)
+        Region(id=i, box=tuple(float(v) for v in c.box), kind=c.kind, label=c.label, score=round(c.score, 4),
+               scores={k: round(v, 4) for k, v in c.parts.items()})
+        for i, c in enumerate(chosen, start=1)
     ]
 
 
-def _drop_contained(ranked: list, config: RegionConfig) -> list:
-    """Drop each candidate whose area lies mostly inside a better-ranked kept one, or that
-    mostly contains a better-ranked one of the same label (two boxes on one person: the
-    detector's NMS keeps both when one is much smaller than the other)."""
-    kept: list = []
+def _deduplicate(ranked: list[_Candidate], config: RegionConfig) -> list[_Candidate]:
+    """Best first, drop a candidate that
+    - overlaps a kept one by more than `duplicate_iou` (the same thing found twice),
+    - lies mostly inside a kept detection (a face in a person, a shirt segment in a person), or
+    - is a detection mostly inside a kept detection, or mostly containing one of its own label
+      (two boxes on one person: NMS keeps both when one is much smaller than the other).
+    A segment inside a kept segment or blob stays: a small object on a table is not part of it."""
+    kept: list[_Candidate] = []
     for cand in ranked:
-        box, label = cand[1], cand[3]
-        area = box_area(box)
+        area = box_area(cand.box)
         if area <= 0:
             continue
-        inside_better = any(intersection(box, k[1]) / area > config.contained for k in kept)
-        same_thing = label is not None and any(
-            k[3] == label and intersection(box, k[1]) / max(box_area(k[1]), 1e-9) > config.contained
+        duplicate = any(_iou(cand.box, k.box) > config.duplicate_iou for k in kept)
+        inside_detection = any(k.detected and intersection(cand.box, k.box) / area > config.contained for k in kept)
+        same_thing = cand.label is not None and any(
+            k.label == cand.label and intersection(cand.box, k.box) / max(box_area(k.box), 1e-9) > config.contained
             for k in kept
         )
-        if not (inside_better or same_thing):
+        if not (duplicate or inside_detection or same_thing):
             kept.append(cand)
+        if len(kept) >= 4 * config.max_regions:
+            break
     return kept
