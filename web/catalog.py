@@ -14,7 +14,7 @@ def catalog_status(settings: Settings) -> dict[str, Any]:
     folder = settings.catalog_dir
     if not folder.is_dir() or not any(folder.iterdir()):
         return {"ok": False, "detail": (
-            f"no catalog in {folder}; build one with `lens index <folder>` or `lens demo-catalog`")}
+            f"no catalog in {folder}; build one with `lens index add <folder>` or `lens demo-catalog`")}
     return {"ok": True, "detail": str(folder)}
 
 
