@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN=var/run
-LOG=var/log
+# FLEET_DIR moves the pid files and logs (tests run a fleet beside an operator's).
+RUN=${FLEET_DIR:-var}/run
+LOG=${FLEET_DIR:-var}/log
 VENV=.venv
 
 redis_hostport() {
@@ -44,7 +45,7 @@ up() {
     local queues=vision,text
     [ "$i" -eq 1 ] && queues=vision,text,index
     "$VENV/bin/celery" -A workers.worker worker --detach --queues "$queues" --concurrency 1 \
-      --hostname "worker$i@%h" --pidfile "$PWD/$RUN/worker$i.pid" --logfile "$PWD/$LOG/worker$i.log" \
+      --hostname "worker$i@%h" --pidfile "$(realpath "$RUN")/worker$i.pid" --logfile "$(realpath "$LOG")/worker$i.log" \
       --loglevel INFO
   done
   read -r gw_workers gw_threads < <("$VENV/bin/python" -c \
