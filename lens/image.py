@@ -123,6 +123,15 @@ def _declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     return None
 
 
+def _open_with_plugin(data: bytes, fmt: str) -> Image.Image:
+    """Open with the format's own Pillow plugin, not `Image.open`: ultralytics replaces
+    `PIL.Image.open` process-wide with a wrapper that, on an unidentified file, tries to install
+    pi-heif at run time, which would turn a bad upload into an import error or a pip call."""
+    Image.init()
+    factory, _accept = Image.OPEN[fmt]
+    return factory(io.BytesIO(data), "")
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -156,7 +165,7 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(data), formats=[fmt])
+            img = _open_with_plugin(data, fmt)
     except UnidentifiedImageError:
         raise TruncatedImageError(f"the {fmt} file is damaged or truncated") from None
     except (OSError, ValueError, SyntaxError) as exc:

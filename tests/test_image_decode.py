@@ -204,3 +204,13 @@ def test_resize_and_crop_helpers():
     assert crop_box(rgb, (10, 10, 20, 30)).shape == (20, 10, 3)
     assert crop_box(rgb, (10, 10, 20, 30), margin=0.5).shape == (40, 20, 3)
     assert crop_box(rgb, (50, 50, 50, 50)).shape[:2] == (1, 1)  # degenerate box: never empty
+
+
+def test_typed_errors_survive_ultralytics_patching_pil(monkeypatch):
+    """ultralytics swaps PIL.Image.open for a wrapper that tries to install pi-heif on files
+    Pillow cannot identify; decoding must not go through it."""
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    import ultralytics.utils.patches  # noqa: F401  (importing it applies the patch)
+
+    with pytest.raises(TruncatedImageError):
+        decode_image(b"\xff\xd8\xff\xe0" + b"\0" * 20)
