@@ -232,6 +232,8 @@ class _Candidate:
     detected: bool = field(default=False)
     # The whole image, used only when no other candidate survives.
     fallback: bool = field(default=False)
+    # Where it came from: "detection", "segment", "blob" or "whole".
+    source: str = "detection"
 
 
 def _object_shaped(box: Box, w: int, h: int, config: RegionConfig) -> bool:
@@ -289,7 +291,8 @@ def candidates(
 
     found: list[_Candidate] = []
 
-    def add(box: Box, kind: str, label: str | None, confidence: float, detected: bool, fallback: bool = False) -> None:
+    def add(box: Box, kind: str, label: str | None, confidence: float, source: str) -> None:
+        detected, fallback = source == "detection", source == "whole"
         if not fallback and (box_area(box) < config.min_area * image_area or not (detected or _object_shaped(box, w, h, config))):
             return
         parts = {
@@ -300,20 +303,20 @@ def candidates(
             "contrast": contrast(box),
             "saliency_contrast": stats.contrast(box, config.contrast_ring),
         }
-        found.append(_Candidate(box, kind, label, parts, _score(parts, config), detected, fallback))
+        found.append(_Candidate(box, kind, label, parts, _score(parts, config), detected, fallback, source))
 
     for det in detections:
-        add(det.box, "object", det.label, det.score, True)
+        add(det.box, "object", det.label, det.score, "detection")
     # A featureless image has no object: its map is at most the centre prior, whose blobs
     # would be nested rings around the middle; the whole-image fallback answers it.
     if not uniform:
         for box in segment_boxes(np.asarray(small), scale_x, config):
-            add(box, "salient", None, config.salient_confidence, False)
+            add(box, "salient", None, config.salient_confidence, "segment")
     if have_map and not uniform:
         for box in salient_blobs(sal, config):
-            add(box, "salient", None, config.salient_confidence, False)
+            add(box, "salient", None, config.salient_confidence, "blob")
 
-    add((0.0, 0.0, float(w), float(h)), "salient", None, config.salient_confidence, False, fallback=True)
+    add((0.0, 0.0, float(w), float(h)), "salient", None, config.salient_confidence, "whole")
     return found
 
 
