@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     mode = "embedded: one process, no broker" if settings.server.embedded else f"gateway; workers via {settings.redis_url}"
     print(f"lens serving at http://{host}:{port}/  ({mode})", flush=True)
     if settings.server.embedded:
+        app.extensions["lens_gateway"].runtime.warm_up_in_background()
         # Werkzeug's threaded server: enough for one household; models are shared in-process.
         app.run(host=host, port=port, threaded=True, use_reloader=False)
         return 0

@@ -84,6 +84,20 @@ class Runtime:
                 self._catalog_version = version
             return self._pipeline
 
+    def warm_up_in_background(self, regions: bool = True, text: bool = True) -> threading.Thread:
+        """Load the models this process serves on a daemon thread, so that the first photo does
+        not wait seconds for them and process start stays quick (Celery's 4 s limit)."""
+
+        def warm() -> None:
+            try:
+                self.run(lambda: self.pipeline().warm_up(regions=regions, text=text))
+            except Exception:  # a missing model is reported by the first task that needs it
+                log.exception("warm-up failed")
+
+        thread = threading.Thread(target=warm, name="lens-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def catalog_changed(self) -> None:
         self.store.incr("catalog:version")
 
