@@ -50,7 +50,11 @@ up() {
   done
   read -r gw_workers gw_threads < <("$VENV/bin/python" -c \
     "from lens.config import get_settings; s = get_settings().server; print(s.gateway_workers, s.gateway_threads)")
+  # Several gateway processes: /metrics must sum over all of them, not show the one that answered.
+  rm -rf "$RUN/prometheus" && mkdir -p "$RUN/prometheus"
+  PROMETHEUS_MULTIPROC_DIR="$(realpath "$RUN")/prometheus" \
   "$VENV/bin/gunicorn" --daemon --bind "$host:$port" --workers "$gw_workers" --threads "$gw_threads" --worker-class gthread \
+    --timeout 60 --graceful-timeout 30 --max-requests 2000 --max-requests-jitter 200 \
     --pid "$RUN/gateway.pid" --access-logfile "$LOG/gateway-access.log" --error-logfile "$LOG/gateway.log" \
     'web.app:create_app()'
   for _ in $(seq 100); do
