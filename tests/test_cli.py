@@ -75,3 +75,29 @@ def test_bad_setting_is_a_clear_error(lens_vars, bus_jpg):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_analyze_writes_annotated_photo_and_saliency_map(lens_vars, tmp_path, bus_jpg):
+    from PIL import Image
+
+    annotated, saliency = tmp_path / "annotated.jpg", tmp_path / "map.png"
+    out = run_lens(
+        "analyze", str(bus_jpg), "--no-text", "--out", str(annotated), "--heatmap",
+        "--saliency-out", str(saliency), env=lens_vars,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "regions:" in out.stdout and "annotated image" in out.stdout
+    with Image.open(bus_jpg) as photo, Image.open(annotated) as drawn, Image.open(saliency) as smap:
+        assert drawn.size == photo.size
+        assert smap.size == photo.size and smap.mode == "L"
+        assert smap.getextrema()[1] > smap.getextrema()[0]  # a map, not a flat image
+
+
+def test_analyze_json_is_an_analyze_result(lens_vars, bus_jpg):
+    from lens.types import AnalyzeResult
+
+    out = run_lens("analyze", str(bus_jpg), "--json", "--no-text", env=lens_vars)
+    assert out.returncode == 0, out.stderr
+    result = AnalyzeResult.from_json(out.stdout)
+    assert (result.width, result.height) == (810, 1080)
+    assert any(r.label == "bus" for r in result.regions)
