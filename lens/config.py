@@ -251,6 +251,9 @@ class ServerConfig(Section):
     upload_sweep_interval_s: int = Field(600, ge=1)
     # /metrics answers loopback and private addresses (and holders of the API key) unless open.
     metrics_public: bool = False
+    # A client that sends nothing for this long while its request is read is cut off (408), so
+    # slow clients (slowloris: a body trickled in, or never finished) cannot hold server threads.
+    request_timeout_s: float = Field(30.0, gt=0)
 
 
 class Settings(BaseSettings):
