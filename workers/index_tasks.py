@@ -81,6 +81,19 @@ def _get(catalog, item_id: int) -> dict[str, Any]:
     return {"item": item.model_dump(mode="json"), "thumbnail_path": thumbnail}
 
 
+def _attempts_exhausted(task, runtime) -> dict[str, Any] | None:
+    """A write whose process died (SIGKILL, out of memory) is redelivered (acks_late) and runs
+    again, up to server.max_attempts times; then it answers with an error instead of looping,
+    so that one write that kills its worker every time cannot block the index queue."""
+    tries = runtime.jobs.count_try(task.request.id or "eager", "index")
+    limit = runtime.settings.server.max_attempts
+    if tries <= limit:
+        return None
+    return {"error": {"code": "index_write_failed", "status": 500, "message": (
+        f"the catalog write was stopped after {limit} attempts: the index worker died each time "
+        "(killed, or out of memory); the catalog keeps its last saved state")}}
+
+
 def register_index_tasks(app: Celery) -> None:
     runtime = app.lens
 
@@ -89,17 +102,17 @@ def register_index_tasks(app: Celery) -> None:
         """A read: served by any vision worker (catalog open there already)."""
         return _as_data(_get, runtime, item_id, write=False)
 
-    @app.task(name="lens.index.add", shared=False)
-    def add(upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
+    @app.task(name="lens.index.add", shared=False, bind=True)
+    def add(self, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.add")
-        return _as_data(_add, runtime, upload_path, fields)
+        return _attempts_exhausted(self, runtime) or _as_data(_add, runtime, upload_path, fields)
 
-    @app.task(name="lens.index.update", shared=False)
-    def update(item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    @app.task(name="lens.index.update", shared=False, bind=True)
+    def update(self, item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.update")
-        return _as_data(_update, runtime, item_id, fields)
+        return _attempts_exhausted(self, runtime) or _as_data(_update, runtime, item_id, fields)
 
-    @app.task(name="lens.index.remove", shared=False)
-    def remove(item_id: int) -> dict[str, Any]:
+    @app.task(name="lens.index.remove", shared=False, bind=True)
+    def remove(self, item_id: int) -> dict[str, Any]:
         runtime.jobs.count_task("index.remove")
-        return _as_data(_remove, runtime, item_id)
+        return _attempts_exhausted(self, runtime) or _as_data(_remove, runtime, item_id)
