@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lens.ocr.groups import connected_groups
 from lens.types import Point, TextBlock, TextLine
 
 MAX_ANGLE_DIFF_DEG = 15.0
@@ -96,25 +97,10 @@ def group_lines(lines: Sequence[TextLine]) -> list[TextBlock]:
     if not lines:
         return []
     geoms = [_geometry(line) for line in lines]
-    n = len(lines)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(n):
-        for j in range(i + 1, n):
-            if find(i) != find(j) and _joins(lines[i], geoms[i], lines[j], geoms[j]):
-                parent[find(i)] = find(j)
-    members: dict[int, list[int]] = {}
-    for i in range(n):
-        members.setdefault(find(i), []).append(i)
+    members = connected_groups(len(lines), lambda i, j: _joins(lines[i], geoms[i], lines[j], geoms[j]))
 
     drafts = []
-    for idx in members.values():
+    for idx in members:
         # The block's direction: its longest line's (short lines' angles are noisy).
         angle = geoms[max(idx, key=lambda i: len(lines[i].text))].angle
         ex, ey = _frame(angle)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lens.ocr.groups import connected_groups
 from lens.types import Point, TextLine
 
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
@@ -52,32 +53,19 @@ def reading_polygon(quad: np.ndarray, vertical: bool, flipped: bool) -> list[Poi
 
 def group_neighbours(candidates: Sequence[LineCandidate]) -> list[list[int]]:
     """Indices of lines that touch once grown by half their thickness (same direction only)."""
-    n = len(candidates)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     boxes = []
     for c in candidates:
         x1, y1 = c.quad.min(axis=0)
         x2, y2 = c.quad.max(axis=0)
         grow = 0.5 * min(c.crop.shape[:2])
         boxes.append((x1 - grow, y1 - grow, x2 + grow, y2 + grow))
-    for i in range(n):
-        for j in range(i + 1, n):
-            if candidates[i].vertical != candidates[j].vertical:
-                continue
-            a, b = boxes[i], boxes[j]
-            if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return list(groups.values())
+
+    def touching(i: int, j: int) -> bool:
+        a, b = boxes[i], boxes[j]
+        same_direction = candidates[i].vertical == candidates[j].vertical
+        return same_direction and a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+    return connected_groups(len(candidates), touching)
 
 
 def _mean_score(readings: Sequence[tuple[str, float]]) -> float:
