@@ -62,9 +62,9 @@ class TranslationService:
 
     def route(self, src: str, dst: str) -> list[tuple[object, str, str]] | None:
         """The hops (translator, from, to) for a pair, or None when no model serves it."""
-        for backend in self.backends:
-            if (src, dst) in backend.pairs():
-                return [(backend, src, dst)]
+        direct = self.route_direct(src, dst)
+        if direct:
+            return [direct]
         pivot = self.pivot
         if pivot and pivot not in (src, dst):
             first, second = self.route_direct(src, pivot), self.route_direct(pivot, dst)
