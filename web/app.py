@@ -14,7 +14,7 @@ from web.gateway import Gateway
 from web.observability import init_observability
 from web.ratelimit import init_rate_limit
 from web.retention import init_upload_retention
-from web.security import init_security
+from web.security import init_request_timeouts, init_security
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     init_rate_limit(app, settings)
     init_upload_retention(app, settings)
     init_security(app)
+    init_request_timeouts(app, settings.server.request_timeout_s)
 
     @app.get("/")
     def index():

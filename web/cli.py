@@ -33,7 +33,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(settings)
     timeout = settings.server.request_timeout_s
-    cut_off_slow_clients(app, timeout)
     mode = "embedded: one process, no broker" if settings.server.embedded else f"gateway; workers via {settings.redis_url}"
     print(f"lens serving at http://{host}:{port}/  ({mode})", flush=True)
     if settings.server.embedded:
@@ -45,38 +44,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     run_gunicorn(app, host, port, settings.server.gateway_workers, settings.server.gateway_threads)
     return 0
 
-
-def cut_off_slow_clients(app, seconds: float) -> None:
-    """Give each request's socket a read timeout and answer 408 when it fires while the body is
-    read. A thread of either server otherwise waits forever on a client that sends part of a
-    body and stops (gunicorn's --timeout does not cover gthread request threads)."""
-    from werkzeug.exceptions import ClientDisconnected
-
-    from web.errors import error_response
-
-    inner = app.wsgi_app
-
-    def wsgi_app(environ, start_response):
-        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
-        if sock is not None:
-            sock.settimeout(seconds)
-        return inner(environ, start_response)
-
-    def too_slow(_exc: Exception):
-        response = error_response(408, "request_timeout", (
-            f"the request stalled: nothing arrived for {seconds:g} s while reading it; send it again"))
-        response.headers["Connection"] = "close"
-        return response
-
-    def disconnected(exc: ClientDisconnected):
-        # Werkzeug's input stream turns the socket timeout into ClientDisconnected (400).
-        if isinstance(exc.__context__, TimeoutError):
-            return too_slow(exc)
-        return error_response(exc.code or 400, "bad_request", exc.description or "the request body ended early")
-
-    app.wsgi_app = wsgi_app
-    app.register_error_handler(TimeoutError, too_slow)
-    app.register_error_handler(ClientDisconnected, disconnected)
 
 
 def request_handler_with_timeout(seconds: float):

@@ -50,3 +50,36 @@ def add_security_headers(response: Response) -> Response:
 def init_security(app: Flask) -> None:
     """Register the headers; call once from the app factory."""
     app.after_request(add_security_headers)
+
+
+def init_request_timeouts(app: Flask, seconds: float) -> None:
+    """Give each request's socket a read timeout and answer 408 when it fires while the body is
+    read. A thread of either server otherwise waits forever on a client that sends part of a
+    body and stops (gunicorn's --timeout does not cover gthread request threads)."""
+    from werkzeug.exceptions import ClientDisconnected
+
+    from web.errors import error_response
+
+    inner = app.wsgi_app
+
+    def wsgi_app(environ, start_response):
+        sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+        if sock is not None:
+            sock.settimeout(seconds)
+        return inner(environ, start_response)
+
+    def too_slow(_exc: Exception):
+        response = error_response(408, "request_timeout", (
+            f"the request stalled: nothing arrived for {seconds:g} s while reading it; send it again"))
+        response.headers["Connection"] = "close"
+        return response
+
+    def disconnected(exc: ClientDisconnected):
+        # Werkzeug's input stream turns the socket timeout into ClientDisconnected (400).
+        if isinstance(exc.__context__, TimeoutError):
+            return too_slow(exc)
+        return error_response(exc.code or 400, "bad_request", exc.description or "the request body ended early")
+
+    app.wsgi_app = wsgi_app
+    app.register_error_handler(TimeoutError, too_slow)
+    app.register_error_handler(ClientDisconnected, disconnected)
