@@ -115,6 +115,11 @@ class RegionConfig(Section):
     # The ring is the box grown by this fraction of its size on each side (0.25 -> a ring about
     # as large as the box itself, the usual centre-surround proportion).
     contrast_ring: float = Field(0.25, gt=0.0, le=2.0)
+    # Detections at least this confident always get a dot (replacing the weakest undetected
+    # boxes among the top K): a person found at 0.99 is what a user expects to tap, while colour
+    # contrast alone also fires on window frames high on a facade (bus.jpg: three of them
+    # outranked that person). The order of the dots stays by score.
+    detection_keep_confidence: float = Field(0.5, ge=0.0, le=1.01)
     # Candidates overlapping a better one by more than this IoU are the same thing found twice
     # (a detection and the segment around it, a blob at two thresholds). 0.3 rather than the
     # usual NMS 0.5: five dots on one subject's variants hide the other subjects.

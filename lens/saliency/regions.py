@@ -343,11 +343,35 @@ def choose(pool: list[_Candidate], config: RegionConfig) -> list[Region]:
 
     best = kept[0].score
     chosen = [c for c in kept if c.score >= config.min_relative_score * best][: config.max_regions]
+    chosen = _keep_confident_detections(chosen, kept, config)
     return [
         Region(id=i, box=tuple(float(v) for v in c.box), kind=c.kind, label=c.label, score=round(c.score, 4),
                scores={k: round(v, 4) for k, v in c.parts.items()})
         for i, c in enumerate(chosen, start=1)
     ]
+
+
+def _keep_confident_detections(
+    chosen: list[_Candidate], kept: list[_Candidate], config: RegionConfig
+) -> list[_Candidate]:
+    """Swap the weakest undetected boxes in `chosen` for confident detections left out of it."""
+    missing = [
+        c for c in kept
+        if c.detected and c.parts["confidence"] >= config.detection_keep_confidence and c not in chosen
+    ]
+    if not missing:
+        return chosen
+    chosen = list(chosen)
+    for detection in missing:
+        if len(chosen) < config.max_regions:
+            chosen.append(detection)
+            continue
+        undetected = [c for c in chosen if not c.detected]
+        if not undetected:
+            break
+        chosen.remove(min(undetected, key=lambda c: c.score))
+        chosen.append(detection)
+    return sorted(chosen, key=lambda c: c.score, reverse=True)
 
 
 def _deduplicate(ranked: list[_Candidate], config: RegionConfig) -> list[_Candidate]:
