@@ -153,3 +153,17 @@ def test_tiny_images_and_no_map_do_not_crash():
             for r in regions:
                 x1, y1, x2, y2 = r.box
                 assert 0 <= x1 < x2 <= shape[1] and 0 <= y1 < y2 <= shape[0]
+
+
+@pytest.mark.parametrize("keep", [0.5, 1.01])
+def test_confident_detection_keeps_a_dot_among_vivid_undetected_blocks(keep):
+    # Vivid blocks the detector has no class for outrank a dull, confidently detected object on
+    # colour contrast; the detection still gets one of the dots unless the guarantee is off.
+    rgb = _background()
+    for i in range(6):
+        rgb = _paint(rgb, (20 + 100 * i, 20, 90 + 100 * i, 100), ((230, 30, 30), (30, 30, 230))[i % 2])
+    person = Detection(box=(250.0, 260.0, 390.0, 460.0), label="person", score=0.95)
+    config = RegionConfig(detection_keep_confidence=keep)
+    regions = select_regions(rgb, [person], _map(rgb), config)
+    assert len(regions) == config.max_regions
+    assert any(r.label == "person" for r in regions) == (keep <= person.score)
