@@ -7,6 +7,7 @@ machines are shared and noisy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,16 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SHARED = REPO_ROOT.parent / "shared"
 OSIE_DIR = SHARED / "data" / "osie"
+
+
+def single_thread() -> None:
+    """One compute thread per library, as in one Celery child on a 2-core worker."""
+    import cv2
+    import torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
 
 
 @dataclass

@@ -11,14 +11,13 @@ Speed on OSIE photos: detection and selection per photo, median and p95, one thr
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from bench import OSIE_DIR, BenchContext, Table
+from bench import OSIE_DIR, BenchContext, Table, single_thread
 
 BACKENDS = ("ultralytics", "opencv-ssd", "fusion")
 STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -27,15 +26,6 @@ HAND_LABELS = {
                 ("person", (0, 540, 80, 875)), ("bus", (0, 230, 810, 790))],
     "zidane.jpg": [("person", (120, 195, 1110, 715)), ("person", (740, 40, 1150, 715))],
 }  # fmt: skip
-
-
-def _single_thread() -> None:
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _detectors(ctx: BenchContext):
@@ -159,6 +149,6 @@ def speed_table(ctx: BenchContext, detectors) -> Table:
 
 
 def run(ctx: BenchContext) -> list[Table]:
-    _single_thread()
+    single_thread()
     detectors = _detectors(ctx)
     return [*quality_tables(ctx, detectors), speed_table(ctx, detectors)]

@@ -12,25 +12,15 @@ test photos (last 100 by sorted id; the model never saw them):
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench import BenchContext, Table
+from bench import BenchContext, Table, single_thread
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 QUICK_PHOTOS, PASTED, QUICK_PASTED = 15, 60, 12
-
-
-def _single_thread() -> None:
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _maps(settings):
@@ -190,7 +180,7 @@ def run(ctx: BenchContext) -> list[Table]:
     from lens.embed import create_embedder
     from lens.saliency.train import test_images
 
-    _single_thread()
+    single_thread()
     images = test_images(limit=QUICK_PHOTOS if ctx.quick else None)
     settings = load_settings(data_dir=ctx.work_dir / "data", models_dir=REPO_ROOT / "var" / "models")
     maps = _maps(settings)

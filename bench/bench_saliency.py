@@ -5,12 +5,11 @@ original photos and on off-centre re-framed crops."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
-from bench import OSIE_DIR, BenchContext, Table
+from bench import OSIE_DIR, BenchContext, Table, single_thread
 
 # Every 4th photo by default (175 of 700): ~4 min on a shared 2-core box; --quick: 20 photos.
 STEP, QUICK_COUNT = 4, 20
@@ -21,15 +20,6 @@ def tuned_on(osie_id: str) -> bool:
     ...: file index % 4 == 2). Every region measure reported here and in bench_retrieval uses
     other photos (the ::4 sample above is index % 4 == 0)."""
     return int(osie_id) % 4 == 3
-
-
-def _single_thread() -> None:
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _photos(ctx: BenchContext):
@@ -171,5 +161,5 @@ def ranking_table(ctx: BenchContext) -> Table:
 
 
 def run(ctx: BenchContext) -> list[Table]:
-    _single_thread()
+    single_thread()
     return [metric_table(ctx), ranking_table(ctx)]
