@@ -46,6 +46,17 @@ def osie_photos() -> list[Path]:
     return photos
 
 
+@pytest.fixture(scope="session")
+def tux_stamps():
+    """Debian's Tux Paint photo stamps, as the demo catalog picks them."""
+    from lens.index.demo import tux_stamps as find_stamps
+
+    found = find_stamps()
+    if not found:
+        pytest.skip("Debian tuxpaint-stamps-default is not installed (make setup installs it)")
+    return found
+
+
 @pytest.fixture
 def lens_env(tmp_path, monkeypatch):
     """LENS_* environment for a test: a temporary data dir, the shared prepared models."""

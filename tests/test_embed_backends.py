@@ -10,18 +10,14 @@ from lens.embed import create_embedder
 from lens.embed.preprocess import pad_to_square, square_resize
 from lens.errors import ModelMissingError
 from lens.image import load_image_file
-from lens.index.demo import tux_stamps
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def stamps():
-    found = tux_stamps()
-    if not found:
-        pytest.skip("Debian tuxpaint-stamps-default is not installed (make setup installs it)")
-    return found
+def stamps(tux_stamps):
+    return tux_stamps
 
 
 @pytest.fixture(scope="session", params=["efficientnet-lite2", "mobilenetv2"])

@@ -16,18 +16,14 @@ from lens.errors import BadInputError
 from lens.image import load_image_file
 from lens.index import open_catalog
 from lens.index.catalog import CatalogMismatchError, ItemNotFoundError, NewItem
-from lens.index.demo import tux_stamps
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def stamps():
-    found = tux_stamps()
-    if not found:
-        pytest.skip("Debian tuxpaint-stamps-default is not installed (make setup installs it)")
-    return found[::14][:24]
+def stamps(tux_stamps):
+    return tux_stamps[::14][:24]
 
 
 class MemoisedEmbedder:
