@@ -175,7 +175,7 @@ def build_table(ctx: BenchContext) -> Table:
         "Catalog build (decode, embed, SQLite, thumbnail, faiss, save), torch 2 threads",
         ["embedder", "images", "seconds", "images/s"],
         rows,
-        notes="Tux Paint stamps; the shared 2-core machine was busy with other work, so treat as a lower bound.",
+        notes="Tux Paint stamps, torch 2 threads. The 2-core machine is shared: compare the rows of one run; other runs measured 1.3 (Lite2) and 5.7 (MobileNetV2) images/s while the machine was busy.",
     )
 
 
