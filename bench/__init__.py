@@ -27,6 +27,28 @@ def single_thread() -> None:
     cv2.setNumThreads(1)
 
 
+def paste_off_centre(background, stamp, rng) -> tuple[object, tuple[int, int, int, int]]:
+    """Paste an RGBA stamp (PIL) onto a background (PIL, RGB) at 15-35% of its width, the
+    stamp's centre outside the middle 40% box; returns (background, the stamp's opaque box)."""
+    from PIL import Image
+
+    w = int(background.width * rng.uniform(0.15, 0.35))
+    h = max(8, int(stamp.height * w / stamp.width))
+    if h > background.height * 0.6:
+        h = int(background.height * 0.6)
+        w = max(8, int(stamp.width * h / stamp.height))
+    stamp = stamp.resize((w, h), Image.Resampling.LANCZOS)
+    opaque = stamp.getbbox() or (0, 0, w, h)
+    for _try in range(20):
+        x = int(rng.integers(0, background.width - w))
+        y = int(rng.integers(0, background.height - h))
+        cx, cy = (x + w / 2) / background.width - 0.5, (y + h / 2) / background.height - 0.5
+        if max(abs(cx), abs(cy)) > 0.2:
+            break
+    background.paste(stamp, (x, y), stamp)
+    return background, (x + opaque[0], y + opaque[1], x + opaque[2], y + opaque[3])
+
+
 @dataclass
 class BenchContext:
     # --quick: fewer photos/iterations, for a smoke run (e.g. in tests).

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench import OSIE_DIR, BenchContext, Table, single_thread
+from bench import OSIE_DIR, BenchContext, Table, paste_off_centre, single_thread
 
 BACKENDS = ("ultralytics", "opencv-ssd", "fusion")
 STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -48,22 +48,7 @@ def _pasted_photos(count: int, seed: int = 0):
     for _ in range(count):
         stamp = Image.open(stamps[rng.integers(len(stamps))]).convert("RGBA")
         bg = Image.open(backgrounds[rng.integers(len(backgrounds))]).convert("RGB")
-        w = int(bg.width * rng.uniform(0.15, 0.35))
-        h = max(8, int(stamp.height * w / stamp.width))
-        if h > bg.height * 0.6:
-            h = int(bg.height * 0.6)
-            w = max(8, int(stamp.width * h / stamp.height))
-        stamp = stamp.resize((w, h), Image.Resampling.LANCZOS)
-        alpha_box = stamp.getbbox() or (0, 0, w, h)
-        # Off-centre: the stamp's centre in the outer band of the photo.
-        for _try in range(20):
-            x = int(rng.integers(0, bg.width - w))
-            y = int(rng.integers(0, bg.height - h))
-            cx, cy = (x + w / 2) / bg.width - 0.5, (y + h / 2) / bg.height - 0.5
-            if max(abs(cx), abs(cy)) > 0.2:
-                break
-        bg.paste(stamp, (x, y), stamp)
-        box = (x + alpha_box[0], y + alpha_box[1], x + alpha_box[2], y + alpha_box[3])
+        bg, box = paste_off_centre(bg, stamp, rng)
         yield np.asarray(bg), box
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import BenchContext, Table, single_thread
+from bench import BenchContext, Table, paste_off_centre, single_thread
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 QUICK_PHOTOS, PASTED, QUICK_PASTED = 15, 60, 12
@@ -59,7 +59,7 @@ def metric_table(ctx: BenchContext, images: list, maps: dict) -> Table:
 
 
 def ranking_table(ctx: BenchContext, images: list, maps: dict, detector, config) -> Table:
-    from bench.bench_saliency import _area_share, _fixation_share, _off_centre_crop
+    from bench.bench_saliency import _off_centre_crop, ranking_measures, ranking_rows
     from lens.saliency import select_regions
 
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
@@ -72,14 +72,8 @@ def ranking_table(ctx: BenchContext, images: list, maps: dict, detector, config)
             detections = detector.detect(photo)
             for name, model in maps.items():
                 boxes = [r.box for r in select_regions(photo, detections, model.map(photo), config)]
-                results.setdefault((framing, name), []).append(
-                    (_fixation_share(points, boxes[:1]), _fixation_share(points, boxes[:3]),
-                     _area_share(boxes[:1], photo.shape[:2]))
-                )
-    rows = []
-    for (framing, name), values in results.items():
-        arr = np.array(values)
-        rows.append([framing, name, len(arr), *[float(v) for v in arr.mean(axis=0)]])
+                results.setdefault((framing, name), []).append(ranking_measures(points, boxes, photo.shape[:2]))
+    rows = ranking_rows(results)
     return Table(
         title="Region ranking on the OSIE test split: share of human fixations in select_regions' top regions",
         columns=["photos", "saliency map", "n", "top-1 fixations", "top-3 fixations", "top-1 area"],
@@ -106,17 +100,7 @@ def _pasted(count: int, backgrounds: list, stamps: list[Path], seed: int = 0):
         index = int(rng.integers(len(stamps)))
         stamp = Image.open(stamps[index]).convert("RGBA")
         bg = Image.open(backgrounds[int(rng.integers(len(backgrounds)))].path).convert("RGB")
-        w = int(bg.width * rng.uniform(0.15, 0.35))
-        h = max(8, int(stamp.height * w / stamp.width))
-        if h > bg.height * 0.6:
-            h = int(bg.height * 0.6)
-            w = max(8, int(stamp.width * h / stamp.height))
-        stamp = stamp.resize((w, h), Image.Resampling.LANCZOS)
-        for _try in range(20):
-            x, y = int(rng.integers(0, bg.width - w)), int(rng.integers(0, bg.height - h))
-            if max(abs((x + w / 2) / bg.width - 0.5), abs((y + h / 2) / bg.height - 0.5)) > 0.2:
-                break
-        bg.paste(stamp, (x, y), stamp)
+        bg, _box = paste_off_centre(bg, stamp, rng)
         yield np.asarray(bg), index
 
 

@@ -93,6 +93,20 @@ def _area_share(boxes: list, shape: tuple[int, int]) -> float:
     return float(mask.mean())
 
 
+def ranking_measures(points: np.ndarray, boxes: list, shape: tuple[int, int]) -> tuple[float, float, float]:
+    """(fixation share in the top-1 box, in the top-3 boxes, image share of the top-1 box)."""
+    return _fixation_share(points, boxes[:1]), _fixation_share(points, boxes[:3]), _area_share(boxes[:1], shape)
+
+
+def ranking_rows(results: dict[tuple[str, str], list]) -> list[list]:
+    """One row per (framing, ranking): n and the mean of each measure."""
+    rows = []
+    for (framing, name), values in results.items():
+        arr = np.array(values)
+        rows.append([framing, name, len(arr), *[float(v) for v in arr.mean(axis=0)]])
+    return rows
+
+
 def _off_centre_crop(rgb: np.ndarray, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """A 60% crop anchored at one of the four corners (k), so the original centre moves
     off-centre, as in a hastily framed phone photo."""
@@ -136,13 +150,8 @@ def ranking_table(ctx: BenchContext) -> Table:
                 "box area": [d.box for d in sorted(kept, key=lambda d: box_area(d.box), reverse=True)],
             }
             for method, boxes in rankings.items():
-                results.setdefault((framing, method), []).append(
-                    (_fixation_share(points, boxes[:1]), _fixation_share(points, boxes[:3]), _area_share(boxes[:1], photo.shape[:2]))
-                )
-    rows = []
-    for (framing, method), values in results.items():
-        arr = np.array(values)
-        rows.append([framing, method, len(arr), *[float(v) for v in arr.mean(axis=0)]])
+                results.setdefault((framing, method), []).append(ranking_measures(points, boxes, photo.shape[:2]))
+    rows = ranking_rows(results)
     return Table(
         title="Region ranking on OSIE: share of human fixations inside the chosen regions",
         columns=["photos", "ranking", "n", "top-1 fixations", "top-3 fixations", "top-1 area"],
