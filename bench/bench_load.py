@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench import OSIE_DIR, REPO_ROOT, BenchContext, Table
+from workers.local import wait_until_healthy
 
 CLIENTS = 16
 DURATION_S = 180
@@ -93,16 +94,8 @@ class Fleet:
             cwd=self.work_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         for worker in self.workers:
             worker.wait_ready(120)
-        import requests
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        raise RuntimeError("gateway did not start")
+        wait_until_healthy(self.base, self.gateway, timeout=60, log_path=self.work_dir / "gateway.log")
+        return self
 
     def __exit__(self, *exc) -> None:
         if self.gateway is not None and self.gateway.poll() is None:

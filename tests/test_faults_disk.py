@@ -11,7 +11,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import requests
 from PIL import Image
 
 from lens.config import REPO_ROOT
+from workers.local import wait_until_healthy
 
 pytestmark = pytest.mark.slow
 STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -51,7 +51,7 @@ def small_disk_server(tmp_path):
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(base, proc)
+        wait_until_healthy(base, proc)
         yield base, uploads
     finally:
         proc.terminate()
@@ -69,18 +69,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited"
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError("server did not answer")
 
 
 def analyze(base: str, data: bytes) -> requests.Response:

@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from lens.config import REPO_ROOT
+from workers.local import wait_until_healthy
 
 pytestmark = pytest.mark.slow
 API_KEY = "index-faults-key"
@@ -117,7 +118,7 @@ def fleet(tmp_path_factory):
     try:
         for worker in workers:
             worker.wait_ready(120)
-        wait_healthy(base, gateway)
+        wait_until_healthy(base, gateway)
         for photo in photos[:4]:
             response = add_item(base, photo)
             assert response.status_code == 201, response.text
@@ -133,19 +134,6 @@ def fleet(tmp_path_factory):
         for worker in workers:
             worker.stop()
         redis_server.stop()
-
-
-def wait_healthy(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "gateway exited"
-        try:
-            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("gateway did not answer")
 
 
 def add_item(base: str, photo: Path) -> requests.Response:

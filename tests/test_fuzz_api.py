@@ -9,7 +9,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from malformed import Case, corpus, seeds
+
+from workers.local import wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 NO_MODELS = {"regions": "false", "text": "false"}
@@ -45,18 +46,11 @@ def server(tmp_path_factory):
         [sys.executable, "-m", "lens.cli", "serve", "--embedded", "--host", "127.0.0.1",
          "--port", str(port)], cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited: {(data / 'server.log').read_text()[-2000:]}")
-        try:
-            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    else:
+    try:
+        wait_until_healthy(base, proc, log_path=data / "server.log")
+    except RuntimeError as exc:
         proc.kill()
-        pytest.fail("server did not answer /healthz within 90 s")
+        pytest.fail(str(exc))
     session = requests.Session()
     session.base = base  # type: ignore[attr-defined]
     build_small_catalog(session)

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from lens.config import REPO_ROOT
+from workers.local import wait_until_healthy
 
 pytestmark = pytest.mark.slow
 REQUEST_TIMEOUT_S = 2
@@ -75,16 +76,7 @@ class Server:
             [sys.executable, "-m", "lens.cli", "serve", *args, "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=log_path.parent, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited: {log_path.read_text()[-2000:]}"
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("server did not answer")
+        wait_until_healthy(self.base, self.proc, log_path=log_path)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -108,3 +108,27 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def wait_until_healthy(base_url: str, proc: subprocess.Popen, timeout: float = 90.0,
+                       log_path: Path | None = None) -> None:
+    """Poll `GET {base_url}/healthz` until it answers 200. Raises RuntimeError, with the log's
+    tail when there is one, if the server process exits first or `timeout` seconds pass."""
+    import urllib.error
+    import urllib.request
+
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-2000:] if log_path and log_path.exists() else ""
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {tail()}")
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not answer /healthz within {timeout:.0f} s: {tail()}")
