@@ -166,6 +166,13 @@ class EmbedConfig(Section):
     model_path: Path | None = None
     # Batches above ~8 crops ran slower per crop on 2 shared cores (cache pressure).
     batch_size: int = Field(8, ge=1)
+    # Network input side in pixels; empty = the backend's native size (260 for Lite2). Larger
+    # inputs keep more of a product's print at ~(side/260)^2 the compute (research notes).
+    input_size: int | None = Field(None, ge=32, le=1024)
+    # How a CNN feature map becomes one vector: "mean" (average) or "gem" (generalised mean,
+    # p = gem_p), which weights the strongest activations and so the object over the background.
+    pooling: Literal["mean", "gem"] = "mean"
+    gem_p: float = Field(3.0, ge=1.0, le=10.0)
 
 
 class IndexConfig(Section):

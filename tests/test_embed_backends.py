@@ -116,3 +116,16 @@ def test_clip_tiny_random_weights_match_transformers_image_features(tiny_clip_fo
 def test_clip_without_weights_names_the_setting(model_path):
     with pytest.raises(ModelMissingError, match="LENS_EMBED__MODEL_PATH"):
         create_embedder(load_settings(embed={"backend": "clip", "model_path": model_path}))
+
+
+def test_gem_pooling_lies_between_mean_and_max_and_equals_mean_at_p1():
+    from lens.embed.preprocess import pool_feature_map
+
+    rng = np.random.default_rng(0)
+    fmap = rng.uniform(0, 6, size=(2, 4, 5, 5)).astype(np.float32)
+    mean = pool_feature_map(fmap, "mean")
+    gem = pool_feature_map(fmap, "gem", 3.0)
+    assert np.all(gem >= mean - 1e-5) and np.all(gem <= fmap.max(axis=(2, 3)) + 1e-5)
+    np.testing.assert_allclose(pool_feature_map(fmap, "gem", 1.0), mean, rtol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        pool_feature_map(fmap, "max")

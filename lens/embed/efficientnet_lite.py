@@ -12,7 +12,12 @@ import threading
 import numpy as np
 
 from lens.config import Settings
-from lens.embed.preprocess import batch_tensor, embed_in_batches
+from lens.embed.preprocess import (
+    batch_tensor,
+    descriptor_version,
+    embed_in_batches,
+    pool_feature_map,
+)
 from lens.models import require
 
 INPUT_SIZE = 260
@@ -35,16 +40,20 @@ class EfficientNetLite2Embedder:
         self._model = model.eval()
         self._batch_size = settings.embed.batch_size
         self._lock = threading.Lock()
+        self.input_size = settings.embed.input_size or INPUT_SIZE
+        self._pooling, self._gem_p = settings.embed.pooling, settings.embed.gem_p
         # The weight file's name carries its hash prefix (efficientnet-lite2-9656183e.pth).
         self.version = f"{path.stem.rsplit('-', 1)[-1]}:{PREPROCESS_VERSION}"
+        if (self.input_size, self._pooling) != (INPUT_SIZE, "mean"):
+            self.version += ":" + descriptor_version(self.input_size, self._pooling, self._gem_p)
 
     def _run(self, crops: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        batch = batch_tensor(crops, INPUT_SIZE, mean=127.0, std=128.0)
+        batch = batch_tensor(crops, self.input_size, mean=127.0, std=128.0)
         with torch.inference_mode():
-            features = self._model.extract_features(batch)
-            return features.mean(dim=(2, 3)).numpy()
+            features = self._model.extract_features(batch).numpy()
+        return pool_feature_map(features, self._pooling, self._gem_p)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 1280) float32, L2-normalised, one row per RGB uint8 crop."""

@@ -60,3 +60,19 @@ def embed_in_batches(crops: list[np.ndarray], batch_size: int, dim: int, run) ->
         return np.zeros((0, dim), dtype=np.float32)
     out = [run(crops[i : i + batch_size]) for i in range(0, len(crops), batch_size)]
     return l2_normalise(np.concatenate(out, axis=0))
+
+
+def pool_feature_map(feature_map: np.ndarray, pooling: str = "mean", gem_p: float = 3.0) -> np.ndarray:
+    """(N, C, H, W) feature map -> (N, C): average, or generalised mean with exponent gem_p."""
+    fmap = np.asarray(feature_map, dtype=np.float32)
+    if pooling == "mean":
+        return fmap.mean(axis=(2, 3))
+    if pooling == "gem":
+        # Activations after ReLU6 are >= 0; the floor keeps the root defined for all-zero maps.
+        return np.power(np.power(np.maximum(fmap, 1e-6), gem_p).mean(axis=(2, 3)), 1.0 / gem_p)
+    raise ValueError(f"unknown pooling {pooling!r}; expected 'mean' or 'gem'")
+
+
+def descriptor_version(size: int, pooling: str, gem_p: float) -> str:
+    """The part of an embedder's version that its descriptor settings decide."""
+    return f"{size}-{pooling}{f'{gem_p:g}' if pooling == 'gem' else ''}"
