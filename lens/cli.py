@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from lens.config import ConfigError
@@ -13,7 +14,10 @@ from lens.errors import LensError
 
 # Modules that add their own subcommands with `add_commands(subparsers)`. They must stay cheap
 # to import (no torch/faiss at module level) so that `lens --help` is instant.
-COMMAND_MODULES = ("lens.index.cli", "web.cli", "lens.saliency.cli")
+COMMAND_MODULES = ("lens.index.cli", "lens.saliency.cli")
+# Commands of the floors above lens (`lens serve` from web/) register as entry points of this
+# group in pyproject.toml, so that lens itself never imports them.
+COMMAND_ENTRY_POINTS = "lens.commands"
 
 
 def _settings():
@@ -139,14 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch", action="append", metavar="NAME", help="also download NAME (network)")
     p.set_defaults(func=cmd_models_prepare)
 
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise
-            continue
-        module.add_commands(sub)
+    adders = [importlib.import_module(name).add_commands for name in COMMAND_MODULES]
+    adders += [entry.load() for entry in entry_points(group=COMMAND_ENTRY_POINTS)]
+    for add_commands in adders:
+        add_commands(sub)
     return parser
 
 

@@ -17,8 +17,8 @@ for _name in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "MKL_NUM_THREADS", "OPENBLA
 from celery.signals import worker_process_init  # noqa: E402
 
 from lens.config import get_settings  # noqa: E402
-from web.observability import install_task_logging  # noqa: E402
 from workers.app import make_celery  # noqa: E402
+from workers.observability import install_task_logging  # noqa: E402
 
 app = make_celery(get_settings())
 install_task_logging()
