@@ -42,7 +42,8 @@ class Gateway:
         if data is None:
             raise ApiError(400, "missing_image", "send the photo as an 'image' file or base64 field")
         limits = self.settings.limits
-        return decode_image(data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
+        return decode_image(data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels,
+                            max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)
 
     def store_upload(self, data: bytes, image: DecodedImage) -> str:
         return str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
