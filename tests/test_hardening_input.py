@@ -84,7 +84,7 @@ def test_deep_box_as_a_form_field_is_400(client):
 @pytest.mark.parametrize("field", ["title", "url", "external_id"])
 @pytest.mark.parametrize(("method", "path"), [("post", "/api/v1/items"), ("put", "/api/v1/items/1")])
 def test_lone_surrogates_are_400(client, method, path, field):
-    raw = '{"image": "", "%s": "bad \\ud800 text"}' % field
+    raw = '{"image": "", "' + field + '": "bad \\ud800 text"}'
     response = getattr(client, method)(path, data=raw, content_type="application/json", headers=AUTH)
     assert_json_error(response, 400, "bad_unicode")
 
