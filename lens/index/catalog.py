@@ -19,6 +19,7 @@ SQLite. One process writes at a time (SQLite's write lock); any number read.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -576,7 +577,9 @@ class Catalog:
         """Drop unsaved changes (the catalog returns to its last saved state)."""
         with self._lock:
             if self._in_transaction:
-                self._conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (an I/O error or a full disk ends it).
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._conn.execute("ROLLBACK")
                 self._in_transaction = False
                 self._vectors_changed = False
                 self._vectors = self._load_vectors(self._generation)
@@ -585,8 +588,7 @@ class Catalog:
         """Close the database; unsaved changes are discarded."""
         with self._lock:
             if self._in_transaction:
-                self._conn.execute("ROLLBACK")
-                self._in_transaction = False
+                self.discard()
             self._conn.close()
 
     def __enter__(self) -> Catalog:
