@@ -77,7 +77,7 @@ def test_a_failed_write_rolls_back_and_never_blocks_the_next(app_client, stamps,
             patch.setattr(catalog_module.Catalog, "get", lambda *a: fail())
             response = client.put(f"/api/v1/items/{before[0][0][0]}", json={"title": "renamed"}, headers=AUTH)
     assert response.status_code in (500, 507), response.get_data(as_text=True)
-    assert response.get_json()["error"]["code"] in ("index_write_failed", "disk_full")
+    assert response.get_json()["error"]["code"] in ("index_write_failed", "storage_full")
     assert "rolled back" in response.get_json()["error"]["message"]
     # Nothing lost, nothing half-written: same items, same matches as before the failure.
     assert snapshot(client, settings, stamps[:4]) == before

@@ -125,3 +125,18 @@ def test_an_invalid_target_lang_is_400_naming_it(client, value):
     response = client.post("/api/v1/analyze", json={"image": "", "target_lang": value})
     body = assert_json_error(response, 400, "bad_request")
     assert repr(value) in body["error"]["message"]
+
+
+def test_openapi_documents_the_answers_the_api_gives(client):
+    doc = client.get("/api/v1/openapi.json").get_json()
+    paths = doc["paths"]
+    assert "429" in paths["/api/v1/analyze"]["post"]["responses"]
+    assert "429" in paths["/api/v1/search"]["post"]["responses"]
+    assert {"201", "400", "401", "413", "415"} <= set(paths["/api/v1/items"]["post"]["responses"])
+    put = paths["/api/v1/items/{item_id}"]["put"]["responses"]
+    assert {"400", "404", "413"} <= set(put)
+    # The empty PUT is that documented 400.
+    empty = client.put("/api/v1/items/1", json={}, headers=AUTH)
+    assert_json_error(empty, 400, "bad_request")
+    item_id = paths["/api/v1/items/{item_id}"]["get"]["parameters"][0]["schema"]
+    assert item_id["maximum"] == 2**63 - 1

@@ -63,7 +63,7 @@ def _as_data(fn, runtime, *args, write: bool = True) -> dict[str, Any]:
             catalog.discard()
         log.exception("catalog write failed; rolled back")
         full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        return {"error": {"code": "disk_full" if full else "index_write_failed", "status": 507 if full else 500,
+        return {"error": {"code": "storage_full" if full else "index_write_failed", "status": 507 if full else 500,
                           "message": (f"the catalog write failed ({type(exc).__name__}: {exc}); it was rolled "
                                       "back, the catalog keeps its last saved state")}}
     if write:
