@@ -38,6 +38,22 @@ class LimitsConfig(Section):
     max_pixels: int = Field(50_000_000, gt=0)
     # Stages work on a copy downscaled to this longest side; boxes are mapped back to originals.
     work_max_side: int = Field(1600, ge=64)
+    # Longest side, checked from the header before decoding: a 50 MP panorama at 16:1 is about
+    # 28000 px long; longer is a strip whose per-row and per-column buffers only cost memory.
+    max_side: int = Field(30_000, ge=64)
+    # Longest / shortest side. Beyond 1000:1 the 1600 px work copy is under 2 px thick, so no
+    # stage can find anything in it; strips up to that (a 20000x20 banner) still go through.
+    max_aspect_ratio: float = Field(1000.0, ge=1.0)
+    # JSON bodies (and `extra` sent as a form field) nested deeper than this are refused with a
+    # 400 before anything walks them recursively (a thousand levels overflowed the stack).
+    max_json_depth: int = Field(32, ge=2, le=200)
+    # Catalog item metadata. Every search and analyze answer carries the matched items' fields
+    # (and caches them), so a few KB per item is the most one item may add to an answer.
+    max_title_chars: int = Field(500, ge=1)
+    max_url_chars: int = Field(2048, ge=1)  # the de facto browser URL limit
+    max_external_id_chars: int = Field(256, ge=1)
+    # `extra` as compact JSON, in bytes (413 above it): room for dozens of attributes.
+    max_extra_bytes: int = Field(8192, ge=2)
 
 
 class DetectConfig(Section):

@@ -26,6 +26,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 50_000_000
+# lens.config.LimitsConfig explains both (longest side; longest / shortest side).
+DEFAULT_MAX_SIDE = 30_000
+DEFAULT_MAX_ASPECT_RATIO = 1000.0
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -46,6 +49,15 @@ class ImageTooLargeError(ImageError):
 class TooManyPixelsError(ImageError):
     code = "too_many_pixels"
     http_status = 413
+
+
+class SideTooLongError(ImageError):
+    code = "side_too_long"
+    http_status = 413
+
+
+class ExtremeAspectError(ImageError):
+    code = "extreme_aspect_ratio"
 
 
 class UnsupportedFormatError(ImageError):
@@ -141,8 +153,11 @@ def decode_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
 ) -> DecodedImage:
-    """Decode an upload into an upright RGB array, or raise a typed ImageError."""
+    """Decode an upload into an upright RGB array, or raise a typed ImageError. Byte size,
+    pixels, longest side and aspect ratio are checked before the pixel data is decoded."""
     if not data:
         raise EmptyImageError("the file is empty")
     if len(data) > max_bytes:
@@ -178,6 +193,13 @@ def decode_image(
         raise TooManyPixelsError(
             f"the image is {width}x{height} = {width * height / 1e6:.1f} MP; "
             f"the limit is {max_pixels / 1e6:.0f} MP"
+        )
+    if max(width, height) > max_side:
+        raise SideTooLongError(f"the image is {width}x{height}; the longest side may be {max_side} px")
+    if max(width, height) / min(width, height) > max_aspect_ratio:
+        raise ExtremeAspectError(
+            f"the image is {width}x{height}, a strip of {max(width, height) / min(width, height):.0f}:1; "
+            f"the most accepted is {max_aspect_ratio:.0f}:1"
         )
     try:
         with warnings.catch_warnings():
@@ -222,6 +244,8 @@ def load_image_file(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO,
 ) -> DecodedImage:
     """Read and decode a file; a missing or unreadable file is a BadInputError."""
     p = Path(path)
@@ -238,7 +262,8 @@ def load_image_file(
         raise BadInputError(f"{p}: is a directory, not an image file") from None
     except PermissionError:
         raise BadInputError(f"{p}: permission denied") from None
-    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, max_side=max_side,
+                        max_aspect_ratio=max_aspect_ratio)
 
 
 def resize_max_side(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -9,11 +9,15 @@ so a Celery worker starts within its 4 s `worker_process_init` budget).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,18 +143,36 @@ class Pipeline:
             self._stages.pop("catalog", None)
 
     def model_versions(self) -> dict[str, str]:
-        """Names/versions of the configured models; part of the result cache key."""
+        """What decides a result, per stage: the backend, a fingerprint of the model files it
+        may load and a digest of the settings that change its output (detector thresholds,
+        saliency parameters, RegionConfig, the work size, index and OCR/translation settings).
+        Part of the result cache key; computed from configuration and model files only, so the
+        gateway calls it without loading a model. The embedder's own version (model and
+        preprocessing) enters the key through the catalog (web.catalog.catalog_state)."""
+        from lens.models import load_manifest
+
         s = self.settings
+        specs = load_manifest()
+
+        def version(stage: str, backend: str, params: Any, model_path: Any = None) -> str:
+            files = [model_path] if model_path else [
+                spec.locate(s) for spec in specs if spec.stage == stage and spec.default]
+            models = _digest([_fingerprint(Path(f)) for f in files if f is not None])
+            return f"{backend}:models-{models}:params-{_digest(params)}"
+
         versions = {"lens": __version__}
         if s.detect.backend != "none":
-            versions["detect"] = f"{s.detect.backend}:{s.detect.model_path or 'default'}"
+            versions["detect"] = version("detect", s.detect.backend, s.detect.model_dump(mode="json"), s.detect.model_path)
         if s.saliency.backend != "none":
-            versions["saliency"] = s.saliency.backend
-        versions["embed"] = f"{s.embed.backend}:{s.embed.model_path or 'default'}"
+            versions["saliency"] = version("saliency", s.saliency.backend, s.saliency.model_dump(mode="json"))
+        versions["regions"] = f"params-{_digest([s.regions.model_dump(mode='json'), s.limits.work_max_side])}"
+        versions["embed"] = version("embed", s.embed.backend, [s.embed.backend, str(s.embed.model_path or "")],
+                                    s.embed.model_path)
+        versions["index"] = f"params-{_digest(s.index.model_dump(mode='json'))}"
         if s.ocr.backend != "none":
-            versions["ocr"] = s.ocr.backend
+            versions["ocr"] = version("ocr", s.ocr.backend, s.ocr.model_dump(mode="json"))
         if s.translate.backend != "none":
-            versions["translate"] = s.translate.backend
+            versions["translate"] = version("translate", s.translate.backend, s.translate.model_dump(mode="json"))
         return versions
 
     # -- branches --------------------------------------------------------------------------
@@ -246,3 +268,30 @@ class Pipeline:
             model_versions=self.model_versions(),
             options=options.model_dump(),
         )
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _fingerprint(path: Path) -> str:
+    """A model file's sha256 (computed once per size and mtime); a folder's file names, sizes
+    and mtimes (model folders are large, and are replaced rather than edited in place)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    if path.is_dir():
+        entries = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                         for f in path.rglob("*") if f.is_file())
+        return _digest(entries)
+    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]

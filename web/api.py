@@ -12,16 +12,30 @@ from lens.pipeline import AnalyzeOptions
 from web.catalog import require_api_key
 from web.errors import ApiError, bad_request
 from web.gateway import Gateway
-from web.requests import bool_field, box_field, int_field, language_from, read_fields
+from web.requests import (
+    bool_field,
+    box_field,
+    check_json_value,
+    int_field,
+    language_from,
+    parse_json,
+)
+from web.requests import read_fields as _read_fields
 
 api = Blueprint("api", __name__)
 
 # What a catalog item carries besides its image; `metadata` is accepted for `extra`.
 ITEM_FIELDS = ("title", "url", "external_id", "extra", "metadata")
+# Item ids are SQLite integers: a larger one names no item (and would overflow sqlite3).
+MAX_ITEM_ID = 2**63 - 1
 
 
 def gateway() -> Gateway:
     return current_app.extensions["lens_gateway"]
+
+
+def read_fields(req) -> tuple[bytes | None, dict[str, Any]]:
+    return _read_fields(req, gateway().settings.limits.max_json_depth)
 
 
 def _json(body: Any, status: int = 200):
@@ -92,6 +106,8 @@ def search():
 
 # -- catalog items ---------------------------------------------------------------------------
 def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The item fields of a request, checked against settings.limits (400/413 otherwise)."""
+    limits = gateway().settings.limits
     unknown = sorted(set(fields) - set(ITEM_FIELDS))
     if unknown:
         raise bad_request(f"unknown item field(s): {', '.join(unknown)}; known: {', '.join(ITEM_FIELDS)}")
@@ -99,16 +115,31 @@ def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if "metadata" in out:
         out["extra"] = out.pop("metadata")
     if isinstance(out.get("extra"), str):  # a multipart form field
-        try:
-            out["extra"] = json.loads(out["extra"])
-        except ValueError:
-            raise bad_request("'extra' must be a JSON object") from None
+        out["extra"] = parse_json(out["extra"], limits.max_json_depth)
     if "extra" in out and not isinstance(out["extra"], dict):
         raise bad_request("'extra' must be a JSON object")
-    for name in ("title", "url", "external_id"):
-        if name in out and out[name] is not None and not isinstance(out[name], str):
-            raise bad_request(f"'{name}' must be a string")
+    if "extra" in out:
+        check_json_value(out["extra"], limits.max_json_depth)
+        size = len(json.dumps(out["extra"], separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limits.max_extra_bytes:
+            raise ApiError(413, "extra_too_large", (
+                f"'extra' is {size} bytes as JSON; the limit is {limits.max_extra_bytes} bytes"))
+    longest = {"title": limits.max_title_chars, "url": limits.max_url_chars,
+               "external_id": limits.max_external_id_chars}
+    for name, most in longest.items():
+        if name in out and out[name] is not None:
+            if not isinstance(out[name], str):
+                raise bad_request(f"'{name}' must be a string")
+            check_json_value(out[name], 1)
+            if len(out[name]) > most:
+                raise bad_request(f"'{name}' is {len(out[name])} characters; the limit is {most}", "too_long")
     return out
+
+
+def _checked_item_id(item_id: int) -> int:
+    if item_id > MAX_ITEM_ID:
+        raise ApiError(404, "item_not_found", f"no catalog item with id {item_id}")
+    return item_id
 
 
 def _with_thumbnail(item: dict[str, Any]) -> dict[str, Any]:
@@ -118,12 +149,14 @@ def _with_thumbnail(item: dict[str, Any]) -> dict[str, Any]:
 
 @api.get("/api/v1/items/<int:item_id>")
 def item(item_id: int):
+    item_id = _checked_item_id(item_id)
     out = gateway().call("lens.item", item_id)
     return _json({"item": _with_thumbnail(out["item"])})
 
 
 @api.get("/api/v1/items/<int:item_id>/thumbnail")
 def item_thumbnail(item_id: int):
+    item_id = _checked_item_id(item_id)
     out = gateway().call("lens.item", item_id)
     path = out.get("thumbnail_path")
     if not path or not Path(path).is_file():
@@ -138,9 +171,10 @@ def add_item():
     gw = gateway()
     require_api_key(gw.settings, request.headers.get("Authorization"))
     data, fields = read_fields(request)
+    fields = _item_fields(fields)  # cheap checks before the photo is decoded
     image = gw.decode(data)
     path = gw.store_upload(data, image)
-    out = gw.call("lens.index.add", path, _item_fields(fields))
+    out = gw.call("lens.index.add", path, fields)
     return _json({"item": _with_thumbnail(out["item"])}, 201)
 
 
@@ -148,6 +182,7 @@ def add_item():
 def update_item(item_id: int):
     gw = gateway()
     require_api_key(gw.settings, request.headers.get("Authorization"))
+    item_id = _checked_item_id(item_id)
     _, fields = read_fields(request)
     if not fields:
         raise bad_request(f"nothing to change; send some of: {', '.join(ITEM_FIELDS)}")
@@ -159,6 +194,7 @@ def update_item(item_id: int):
 def delete_item(item_id: int):
     gw = gateway()
     require_api_key(gw.settings, request.headers.get("Authorization"))
+    item_id = _checked_item_id(item_id)
     return _json(gw.call("lens.index.remove", item_id))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from lens.config import Settings
@@ -16,6 +17,22 @@ def catalog_status(settings: Settings) -> dict[str, Any]:
         return {"ok": False, "detail": (
             f"no catalog in {folder}; build one with `lens index add <folder>` or `lens demo-catalog`")}
     return {"ok": True, "detail": str(folder)}
+
+
+def catalog_state(settings: Settings) -> str:
+    """Which catalog, and which of its states, a search would see: the embedder that built it
+    (name and version, preprocessing included), its creation time (a rebuilt catalog is another
+    one) and its count of committed writes. Part of the result cache key, so an analysis
+    cached before an add, update or delete is never served after it."""
+    from lens.index.catalog import META_FILE, committed_writes
+
+    try:
+        meta = json.loads((settings.catalog_dir / META_FILE).read_text())
+    except (OSError, ValueError):
+        return "none"
+    embedder = meta.get("embedder") or {}
+    writes = committed_writes(settings.catalog_dir)
+    return f"{embedder.get('name')}:{embedder.get('version')}:{meta.get('created_at')}:{writes}"
 
 
 def require_api_key(settings: Settings, authorization: str | None) -> None:

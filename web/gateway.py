@@ -16,6 +16,7 @@ from lens.config import Settings
 from lens.errors import LensError
 from lens.image import DecodedImage, decode_image
 from lens.pipeline import AnalyzeOptions, Pipeline
+from web.catalog import catalog_state
 from web.errors import ApiError
 from workers.jobs import JobRecord, new_job_id, result_cache_key, save_upload
 from workers.store import QueueUnavailableError, redacted
@@ -42,7 +43,8 @@ class Gateway:
         if data is None:
             raise ApiError(400, "missing_image", "send the photo as an 'image' file or base64 field")
         limits = self.settings.limits
-        return decode_image(data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels)
+        return decode_image(data, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels,
+                            max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)
 
     def store_upload(self, data: bytes, image: DecodedImage) -> str:
         return str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
@@ -51,7 +53,7 @@ class Gateway:
     def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions) -> tuple[int, dict[str, Any]]:
         """(200, finished job) when cached or run eagerly, else (202, queued job)."""
         opts = options.model_dump()
-        key = result_cache_key(image.sha256, self._versions, opts)
+        key = result_cache_key(image.sha256, {**self._versions, "catalog": catalog_state(self.settings)}, opts)
         cached = self.jobs.cached_result(key)
         path = self.store_upload(data, image)
         job_id = new_job_id()

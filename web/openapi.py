@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from lens import __version__
+from lens.config import LimitsConfig
 from lens.types import AnalyzeResult, Match
 
 REF = "#/components/schemas/{model}"
@@ -83,10 +84,13 @@ READY = {
         "reasons": {"type": "array", "items": {"type": "string"}},
     },
 }
+DELETED = {"type": "object", "required": ["deleted"], "properties": {"deleted": {"type": "integer"}}}
 HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
 
 OPTIONS = {
-    "target_lang": {"type": "string", "description": "viewer's language (ISO 639-1); default: Accept-Language, then the server's default"},
+    "target_lang": {"type": "string", "description": (
+        "viewer's language: an ISO 639-1 code, optionally with script/region subtags (pt-BR); "
+        "another value is a 400 naming it. Default: Accept-Language, then the server's default")},
     "max_regions": {"type": "integer", "minimum": 1, "maximum": 50},
     "regions": {"type": "boolean", "default": True},
     "text": {"type": "boolean", "default": True},
@@ -117,19 +121,32 @@ def _responses(**by_status: tuple[str, str | None]) -> dict[str, Any]:
 
 
 ERRORS = {"s400": ("bad input", "Error"), "s413": ("photo too large", "Error"),
-          "s415": ("not a supported image", "Error"), "s503": ("queue or catalog unavailable", "Error")}
+          "s415": ("not a supported image or body type", "Error"),
+          "s503": ("queue or catalog unavailable", "Error"),
+          "s507": ("the server's disk is full", "Error")}
+LIMITED = {"s429": ("over this client's rate limit; `Retry-After` says when to try again", "Error")}
 AUTH = {"s401": ("missing or wrong API key", "Error"),
         "s503": ("writes disabled (no API key configured) or queue unavailable", "Error")}
-ITEM_ID = [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
-ITEM_PROPS = {"image": {}, "title": {"type": "string"}, "url": {"type": "string"},
-              "external_id": {"type": "string"}, "extra": {"type": "object"}}
+WRITE = {"s504": ("no index worker answered in time", "Error"),
+         "s507": ("the server's disk is full (the write was rolled back)", "Error")}
+# Item ids are SQLite integers; a larger one is answered 404 like any unknown id.
+ITEM_ID = [{"name": "item_id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}]
+LIMITS = LimitsConfig()
+ITEM_PROPS = {"image": {},
+              "title": {"type": "string", "maxLength": LIMITS.max_title_chars},
+              "url": {"type": "string", "maxLength": LIMITS.max_url_chars},
+              "external_id": {"type": "string", "maxLength": LIMITS.max_external_id_chars},
+              "extra": {"type": "object", "description": (
+                  f"free-form attributes, at most {LIMITS.max_extra_bytes} bytes as JSON (else 413) "
+                  f"and {LIMITS.max_json_depth} levels deep")}}
 
 
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     schemas = _model_schemas() | {"Error": ERROR, "Job": JOB, "SearchResponse": SEARCH,
                                   "ItemResponse": ITEM, "Check": CHECK, "Ready": READY,
-                                  "Health": HEALTH}
+                                  "Health": HEALTH, "Deleted": DELETED}
     paths: dict[str, Any] = {
         "/healthz": {"get": {"summary": "the process is up", "responses": _responses(s200=("up", "Health"))}},
         "/readyz": {"get": {"summary": "Redis reachable, models present, catalog built", "responses": _responses(
@@ -139,7 +156,7 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [{"name": "Accept-Language", "in": "header", "required": False, "schema": {"type": "string"}}],
             "requestBody": _body({"image": {}, **OPTIONS}, ["image"]),
             "responses": _responses(s200=("finished (cached, or embedded mode)", "Job"),
-                                    s202=("queued; poll status_url", "Job"), **ERRORS),
+                                    s202=("queued; poll status_url", "Job"), **ERRORS, **LIMITED),
         }},
         "/api/v1/jobs/{job_id}": {"get": {
             "summary": "a job's status, and its result when done",
@@ -153,28 +170,39 @@ def openapi_document() -> dict[str, Any]:
                                   "k": {"type": "integer", "minimum": 1, "maximum": 100}}),
             "responses": _responses(s200=("matches", "SearchResponse"), s404=("no such job", "Error"),
                                     s410=("that job's photo is no longer stored", "Error"),
-                                    s504=("no worker answered in time", "Error"), **ERRORS),
+                                    s504=("no worker answered in time", "Error"), **ERRORS, **LIMITED),
         }},
         "/api/v1/items": {"post": {
             "summary": "add an item to the catalog", "security": [{"bearer": []}],
             "requestBody": _body(ITEM_PROPS, ["image"]),
-            "responses": _responses(s201=("added", "ItemResponse"), s400=ERRORS["s400"], **AUTH),
+            "responses": _responses(s201=("added", "ItemResponse"), s400=ERRORS["s400"],
+                                    s409=("the catalog was built with another embedder", "Error"),
+                                    s413=("photo or `extra` too large", "Error"), s415=ERRORS["s415"],
+                                    **AUTH, **WRITE),
         }},
         "/api/v1/items/{item_id}": {
             "get": {"summary": "one catalog item", "parameters": ITEM_ID,
-                    "responses": _responses(s200=("the item", "ItemResponse"), s404=("no such item", "Error"))},
+                    "responses": _responses(s200=("the item", "ItemResponse"), s404=("no such item", "Error"),
+                                            s503=("no catalog built yet, or queue unavailable", "Error"),
+                                            s504=WRITE["s504"])},
             "put": {"summary": "change an item's fields", "security": [{"bearer": []}], "parameters": ITEM_ID,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
                         "type": "object", "properties": {k: v for k, v in ITEM_PROPS.items() if k != "image"}}}}},
-                    "responses": _responses(s200=("changed", "ItemResponse"), s404=("no such item", "Error"), **AUTH)},
+                    "responses": _responses(s200=("changed", "ItemResponse"),
+                                            s400=("bad input, or nothing to change (an empty body)", "Error"),
+                                            s404=("no such item", "Error"), s413=("`extra` too large", "Error"),
+                                            s415=("not a JSON or multipart body", "Error"), **AUTH, **WRITE)},
             "delete": {"summary": "remove an item", "security": [{"bearer": []}], "parameters": ITEM_ID,
-                       "responses": _responses(s200=("removed", None), s404=("no such item", "Error"), **AUTH)},
+                       "responses": _responses(s200=("removed", "Deleted"), s404=("no such item", "Error"),
+                                               **AUTH, **WRITE)},
         },
         "/api/v1/items/{item_id}/thumbnail": {"get": {
             "summary": "the item's thumbnail image", "parameters": ITEM_ID,
             "responses": {"200": {"description": "image", "content": {"image/*": {}}},
                           "404": {"description": "no such item or no thumbnail",
-                                  "content": {"application/json": {"schema": _ref("Error")}}}},
+                                  "content": {"application/json": {"schema": _ref("Error")}}},
+                          **_responses(s503=("no catalog built yet, or queue unavailable", "Error"),
+                                       s504=WRITE["s504"])},
         }},
         "/api/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
     }

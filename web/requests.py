@@ -14,16 +14,20 @@ from lens.types import Box
 from web.errors import ApiError, bad_request
 
 _LANG = re.compile(r"^[a-z]{2,3}$")
+# An explicit target_lang: a language, then optional script (Latn), region (BR) or UN M.49
+# area (419) subtags. Anything else is refused, not silently cut to its first two letters.
+_LANG_TAG = re.compile(r"^[a-z]{2,3}(-([a-z]{4}|[a-z]{2}|[0-9]{3}))*$")
 
 
-def read_fields(request: Request) -> tuple[bytes | None, dict[str, Any]]:
-    """(photo bytes or None, other fields) from a multipart form or a JSON body."""
+def read_fields(request: Request, max_depth: int = 32) -> tuple[bytes | None, dict[str, Any]]:
+    """(photo bytes or None, other fields) from a multipart form or a JSON body nested at
+    most `max_depth` levels."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("image")
         fields: dict[str, Any] = {k: v for k, v in request.form.items()}
         return (upload.read() if upload is not None else None), fields
     if request.mimetype == "application/json" or request.is_json:
-        body = request.get_json(silent=True)
+        body = parse_json(request.get_data(cache=True), max_depth)
         if not isinstance(body, dict):
             raise bad_request("the body is not a JSON object", "bad_json")
         fields = {k: v for k, v in body.items() if k not in ("image", "options")}
@@ -38,6 +42,47 @@ def read_fields(request: Request) -> tuple[bytes | None, dict[str, Any]]:
         "send multipart/form-data with an 'image' file, or JSON with a base64 'image' "
         f"(got {request.mimetype or 'no content type'})",
     )
+
+
+def parse_json(raw: bytes | str, max_depth: int) -> Any:
+    """JSON text -> value; not JSON, nested deeper than max_depth, or holding a lone surrogate
+    (which no UTF-8 store or answer can carry) is a 400, never a RecursionError or a 500."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"the JSON is nested deeper than {max_depth} levels", "json_too_deep") from None
+    except ValueError:  # includes UnicodeDecodeError
+        raise bad_request("the body is not valid JSON", "bad_json") from None
+    check_json_value(value, max_depth)
+    return value
+
+
+def check_json_value(value: Any, max_depth: int) -> None:
+    """Refuse containers nested deeper than max_depth and strings with lone surrogates
+    (iteratively: a deep value must not exhaust the stack here either)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise bad_request(f"the JSON is nested deeper than {max_depth} levels", "json_too_deep")
+            children = list(item.items()) if isinstance(item, dict) else [(None, v) for v in item]
+            for key, child in children:
+                if key is not None:
+                    _check_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():  # the common case, and a base64 photo, without copying the string
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("a string in the body is not valid Unicode (a lone surrogate such as \\ud800)",
+                          "bad_unicode") from None
 
 
 def decode_base64_image(value: Any) -> bytes:
@@ -63,7 +108,10 @@ def language_from(fields: dict[str, Any], accept_language: str | None, best_matc
         explicit = True
     if not isinstance(value, str):
         raise bad_request("'target_lang' must be a language code such as 'en' or 'pt'")
-    code = value.strip().lower().replace("_", "-").split("-")[0]
+    tag = value.strip().lower().replace("_", "-")
+    code = tag.split("-")[0]
+    if explicit and not _LANG_TAG.match(tag):
+        raise bad_request(f"'target_lang' {value!r} is not a language tag such as 'en', 'pt' or 'pt-BR'")
     if not _LANG.match(code):
         if explicit:
             raise bad_request(f"'target_lang' {value!r} is not a language code such as 'en' or 'pt'")
@@ -107,7 +155,7 @@ def box_field(fields: dict[str, Any], width: int, height: int) -> Box:
         text = value.strip()
         try:
             value = json.loads(text) if text.startswith("[") else [float(v) for v in text.split(",")]
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
     if isinstance(value, dict):
         value = [value.get(k) for k in ("x1", "y1", "x2", "y2")]

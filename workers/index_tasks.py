@@ -6,12 +6,16 @@ catalog on its next search (Runtime.pipeline).
 
 from __future__ import annotations
 
+import errno
+import logging
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
 from lens.errors import LensError
+
+log = logging.getLogger(__name__)
 
 
 class CatalogUnavailableError(LensError):
@@ -39,7 +43,9 @@ def open_catalog_for(runtime, *, create: bool):
 
 def _as_data(fn, runtime, *args, write: bool = True) -> dict[str, Any]:
     """Run a read or a write; typed errors come back as data (Celery's JSON cannot carry
-    our exception classes). A failed write leaves the catalog as it was."""
+    our exception classes). A write is one transaction that always ends: committed by save(),
+    or rolled back whatever went wrong (a bug, a full disk), so that a failed write never
+    leaves SQLite's write lock held against the next writer (`lens index add` included)."""
     catalog = None
     try:
         catalog = open_catalog_for(runtime, create=write)
@@ -50,6 +56,16 @@ def _as_data(fn, runtime, *args, write: bool = True) -> dict[str, Any]:
         if write and catalog is not None:
             catalog.discard()
         return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
+    except Exception as exc:
+        if not write:
+            raise
+        if catalog is not None:
+            catalog.discard()
+        log.exception("catalog write failed; rolled back")
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return {"error": {"code": "storage_full" if full else "index_write_failed", "status": 507 if full else 500,
+                          "message": (f"the catalog write failed ({type(exc).__name__}: {exc}); it was rolled "
+                                      "back, the catalog keeps its last saved state")}}
     if write:
         runtime.catalog_changed()
     return out

@@ -27,13 +27,44 @@ def pad_to_square(rgb: np.ndarray, fill: tuple[int, int, int] = WHITE) -> np.nda
 
 
 def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Pad to a white square, then resize to size x size (bilinear, antialiased)."""
+    """Pad to a white square, then resize to size x size (bilinear, antialiased).
+
+    Shrinking never builds the whole padded square: only the band of it that holds the crop
+    (plus the filter's reach) is resized into a white canvas, with the same sampling grid as
+    the whole square. Memory and time follow the crop, not the square of its longest side (a
+    24000x20 strip padded first was a 1.7 GB canvas), and the output is the same as padding
+    first, pixel for pixel (tests/test_hardening_limits.py checks that on real photos).
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB crop, got {rgb.dtype} {rgb.shape}")
-    square = pad_to_square(rgb)
-    if square.shape[0] == size:
-        return np.ascontiguousarray(square)
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    if side <= size or h == w:  # nothing to pad, or a square no larger than the output
+        square = pad_to_square(rgb)
+        if side == size:
+            return np.ascontiguousarray(square)
+        return np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
+    scale = side / size  # source pixels per output pixel
+    short, offset = (h, (side - h) // 2) if h < w else (w, (side - w) // 2)
+    # Output rows (columns, for a tall crop) whose bilinear support (+-scale source px) can
+    # reach the crop; all others are white. One extra on each side for rounding.
+    first = max(0, int(np.floor((offset - scale) / scale - 0.5)) - 1)
+    last = min(size, int(np.ceil((offset + short + scale) / scale - 0.5)) + 2)
+    # Source rows those outputs read, again with the support; the band is cut from them.
+    low = max(0, int(np.floor(first * scale - scale)) - 2)
+    high = min(side, int(np.ceil(last * scale + scale)) + 2)
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    if h < w:
+        band = np.full((high - low, w, 3), 255, dtype=np.uint8)
+        band[offset - low : offset - low + h] = rgb
+        box = (0.0, first * scale - low, float(w), last * scale - low)
+        canvas[first:last] = np.asarray(Image.fromarray(band).resize((size, last - first), Image.Resampling.BILINEAR, box=box))
+    else:
+        band = np.full((h, high - low, 3), 255, dtype=np.uint8)
+        band[:, offset - low : offset - low + w] = rgb
+        box = (first * scale - low, 0.0, last * scale - low, float(h))
+        canvas[:, first:last] = np.asarray(Image.fromarray(band).resize((last - first, size), Image.Resampling.BILINEAR, box=box))
+    return canvas
 
 
 def batch_tensor(crops: list[np.ndarray], size: int, mean, std):

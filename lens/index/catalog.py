@@ -19,6 +19,7 @@ SQLite. One process writes at a time (SQLite's write lock); any number read.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -543,6 +544,10 @@ class Catalog:
                 self._conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
             else:
                 generation = self._generation
+            # Every save counts, vectors changed or not (a new title changes search answers):
+            # result caches key on this counter (committed_writes).
+            self._conn.execute("INSERT INTO meta(key, value) VALUES ('writes', '1') ON CONFLICT(key) "
+                               "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
             self._conn.execute("COMMIT")
             self._in_transaction = False
             self._vectors_changed = False
@@ -576,7 +581,9 @@ class Catalog:
         """Drop unsaved changes (the catalog returns to its last saved state)."""
         with self._lock:
             if self._in_transaction:
-                self._conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (an I/O error or a full disk ends it).
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._conn.execute("ROLLBACK")
                 self._in_transaction = False
                 self._vectors_changed = False
                 self._vectors = self._load_vectors(self._generation)
@@ -585,8 +592,7 @@ class Catalog:
         """Close the database; unsaved changes are discarded."""
         with self._lock:
             if self._in_transaction:
-                self._conn.execute("ROLLBACK")
-                self._in_transaction = False
+                self.discard()
             self._conn.close()
 
     def __enter__(self) -> Catalog:
@@ -594,6 +600,20 @@ class Catalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def committed_writes(folder: Path) -> int | None:
+    """How many saves the catalog in `folder` has committed (None: no catalog). Read-only and
+    cheap (one row), for processes that do not open the catalog, such as the gateway."""
+    path = folder / DB_FILE
+    if not path.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'writes'").fetchone()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row else 0
 
 
 def _connect(path: Path) -> sqlite3.Connection:

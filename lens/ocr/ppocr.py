@@ -108,6 +108,21 @@ def _oriented(crop: np.ndarray, flipped: bool) -> np.ndarray:
     return np.ascontiguousarray(crop[::-1, ::-1]) if flipped else crop
 
 
+def pad_thin_strip(bgr: np.ndarray, max_side_len: float) -> np.ndarray:
+    """A strip so thin that rapidocr's shrink to max_side_len rounds its short side to 0 px
+    (e.g. 24000x20: it logs ResizeImgError and finds nothing) gets white rows/columns at the
+    bottom/right, up to 24 px after the shrink (rapidocr rounds sides to multiples of 32, and
+    round() takes 16/32 to 0); line coordinates stay those of the original."""
+    h, w = bgr.shape[:2]
+    longest, shortest = max(h, w), min(h, w)
+    needed = int(np.ceil(longest * 24 / max_side_len)) + 1
+    if longest <= max_side_len or shortest >= needed:
+        return bgr
+    canvas = np.full((max(h, needed), w, 3) if h < w else (h, max(w, needed), 3), 255, dtype=np.uint8)
+    canvas[:h, :w] = bgr
+    return canvas
+
+
 class PpOcrLines:
     """Finds text lines with PP-OCRv6 small (rapidocr 3.10.0) and classifies their 0/180 turn."""
 
@@ -137,14 +152,16 @@ class PpOcrLines:
         from rapidocr.utils.process_img import get_rotate_crop_image
 
         with self._lock:
-            det = self._engine(bgr, use_det=True, use_cls=False, use_rec=False)
+            det = self._engine(pad_thin_strip(bgr, self._engine.max_side_len), use_det=True, use_cls=False, use_rec=False)
         boxes = getattr(det, "boxes", None)
         if boxes is None or len(boxes) == 0:
             return []
         candidates = []
         # Crops come from the full-resolution photo: detection ran on a downscaled copy, but
         # recognition of small text needs every pixel.
+        height, width = bgr.shape[:2]
         for quad in np.asarray(boxes, dtype=np.float32):
+            quad = np.stack([quad[:, 0].clip(0, width), quad[:, 1].clip(0, height)], axis=1)  # not into pad_thin_strip's white
             crop = get_rotate_crop_image(bgr, quad.copy())
             if crop.size == 0 or min(crop.shape[:2]) < 2:
                 continue
