@@ -162,7 +162,11 @@ class RegionConfig(Section):
 
 
 class EmbedConfig(Section):
-    backend: Literal["efficientnet-lite2", "mobilenetv2", "clip"] = "efficientnet-lite2"
+    # Default: Lite2 on onnxruntime, 3-5x faster than torch eager on 1 core with the same vectors
+    # (max abs diff ~1e-6; same name/version, so catalogs built with "efficientnet-lite2", the
+    # torch backend, stay valid). The torch backend remains for comparison and for machines
+    # without onnxruntime.
+    backend: Literal["efficientnet-lite2", "efficientnet-lite2-onnx", "mobilenetv2", "clip"] = "efficientnet-lite2-onnx"
     model_path: Path | None = None
     # Batches above ~8 crops ran slower per crop on 2 shared cores (cache pressure).
     batch_size: int = Field(8, ge=1)
