@@ -55,6 +55,13 @@ def apply_thread_policy(threads: int = 1) -> int:
     return threads
 
 
+def apply_settings_policy(settings, bulk: bool = False) -> int:
+    """The policy for a process started with `settings`: server.worker_threads intra-op threads
+    per compute thread (requests run side by side instead), or, for a bulk job that runs alone
+    (`bulk`: catalog builds), one per core."""
+    return apply_thread_policy(cpu_count() if bulk else settings.server.worker_threads)
+
+
 def onnx_session_options(threads: int | None = None):
     """onnxruntime SessionOptions under the policy: `threads` intra-op threads (default: the
     applied policy), sequential execution, no spinning (a spinning pool steals the core that

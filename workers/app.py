@@ -104,19 +104,10 @@ class Runtime:
 
 def limit_threads(threads: int) -> None:
     """Few compute threads per worker process: on 2 shared cores, default threading made single
-    queries 3-20x slower (DESIGN.md); scale with more processes instead."""
-    try:
-        import torch
+    queries 3-20x slower (DESIGN.md); scale with more processes instead (lens.threads)."""
+    from lens.threads import apply_thread_policy
 
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
-    except ImportError:
-        pass
+    apply_thread_policy(threads)
 
 
 def make_store(settings: Settings) -> Store:
