@@ -256,6 +256,10 @@ class ServerConfig(Section):
     job_deadline_s: int = Field(600, ge=1)
     # torch/faiss/OMP threads per worker process; scale with processes, not threads.
     worker_threads: int = Field(1, ge=1)
+    # Embedded server: threads computing photos at once (each with worker_threads intra-op
+    # threads); empty = one per core, so N clients keep N cores busy instead of queueing
+    # behind one thread, with memory bounded by the pool, not by the number of clients.
+    compute_threads: int | None = Field(None, ge=1, le=64)
     # Analyze + crop-search requests per client address per minute (0 = no limit), with bursts
     # of up to rate_limit_burst: one person tapping around the UI stays well below it.
     rate_limit_per_minute: int = Field(60, ge=0)
