@@ -70,8 +70,10 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from lens.image import load_image_file
     from lens.pipeline import AnalyzeOptions, Pipeline
+    from lens.threads import apply_settings_policy
 
     settings = _settings()
+    apply_settings_policy(settings)
     image = load_image_file(
         args.photo, max_bytes=settings.limits.max_upload_bytes, max_pixels=settings.limits.max_pixels
     )

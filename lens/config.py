@@ -178,7 +178,11 @@ class RegionConfig(Section):
 
 
 class EmbedConfig(Section):
-    backend: Literal["efficientnet-lite2", "mobilenetv2", "clip"] = "efficientnet-lite2"
+    # Default: Lite2 on onnxruntime, 3-5x faster than torch eager on 1 core with the same vectors
+    # (max abs diff ~1e-6; same name/version, so catalogs built with "efficientnet-lite2", the
+    # torch backend, stay valid). The torch backend remains for comparison and for machines
+    # without onnxruntime.
+    backend: Literal["efficientnet-lite2", "efficientnet-lite2-onnx", "mobilenetv2", "clip"] = "efficientnet-lite2-onnx"
     model_path: Path | None = None
     # Batches above ~8 crops ran slower per crop on 2 shared cores (cache pressure).
     batch_size: int = Field(8, ge=1)
@@ -268,6 +272,10 @@ class ServerConfig(Section):
     job_deadline_s: int = Field(600, ge=1)
     # torch/faiss/OMP threads per worker process; scale with processes, not threads.
     worker_threads: int = Field(1, ge=1)
+    # Embedded server: threads computing photos at once (each with worker_threads intra-op
+    # threads); empty = one per core, so N clients keep N cores busy instead of queueing
+    # behind one thread, with memory bounded by the pool, not by the number of clients.
+    compute_threads: int | None = Field(None, ge=1, le=64)
     # Analyze + crop-search requests per client address per minute (0 = no limit), with bursts
     # of up to rate_limit_burst: one person tapping around the UI stays well below it.
     rate_limit_per_minute: int = Field(60, ge=0)

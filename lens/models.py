@@ -36,6 +36,9 @@ class ModelSpec:
     package: str | None = None
     glob: str | None = None
     prepare: str | None = None
+    # "module:function" (spec, settings) -> bool: is a prepared file still what prepare would
+    # make now (e.g. an export from weights since upgraded)? False makes prepare run again.
+    current: str | None = None
     url: str | None = None
     sha256: str | None = None
     extra: dict = field(default_factory=dict)
@@ -112,7 +115,7 @@ def require(name: str, settings: Settings) -> Path:
     return path
 
 
-def _call(target: str, spec: ModelSpec, settings: Settings) -> Path:
+def _call(target: str, spec: ModelSpec, settings: Settings):
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)(spec, settings)
 
@@ -122,7 +125,7 @@ def prepare(settings: Settings, names: list[str] | None = None, log=print) -> li
     specs = [s for s in load_manifest() if (s.name in names if names else s.default)]
     missing = []
     for spec in specs:
-        if spec.is_ready(settings):
+        if spec.is_ready(settings) and not (spec.current and not _call(spec.current, spec, settings)):
             continue
         if spec.prepare:
             log(f"preparing {spec.name} ...")

@@ -146,6 +146,9 @@ class StubRuntime:
     def worker_name(self):
         return "test:1"
 
+    def decoded(self, path):
+        return None  # a worker process: every branch decodes its upload itself
+
     def pipeline(self):
         return self._runtime.pipeline()
 

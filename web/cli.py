@@ -27,6 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.embedded:
         settings = embedded_settings(settings)
+        from lens.threads import apply_settings_policy
+
+        # Before any model loads: parallelism comes from the compute pool, not intra-op threads.
+        apply_settings_policy(settings)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     from web.app import create_app

@@ -47,7 +47,10 @@ class Gateway:
                             max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)
 
     def store_upload(self, data: bytes, image: DecodedImage) -> str:
-        return str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
+        path = str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
+        # Embedded, the tasks run in this process: they take this decoded copy, not the file.
+        self.runtime.remember_decoded(path, image)
+        return path
 
     # -- analyze -----------------------------------------------------------------------------
     def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions) -> tuple[int, dict[str, Any]]:
@@ -73,7 +76,7 @@ class Gateway:
             self.jobs.claim_inflight(key, job_id)
         self.jobs.create(record)
         try:
-            self.runtime.run(lambda: analyze_canvas(self.celery, job_id).apply_async())
+            self.runtime.run_canvas(analyze_canvas(self.celery, job_id))
         except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
             self.jobs.release_inflight(key)
             raise self.queue_down(exc) from None
@@ -125,7 +128,8 @@ class Gateway:
         """Run a task (on a worker, or eagerly) and wait; errors it returned are raised here."""
         try:
             if self.embedded:
-                out = self.runtime.run(lambda: self.celery.tasks[task_name].apply_async(args=args).get())
+                out = self.runtime.run(lambda: self.celery.tasks[task_name].apply_async(args=args).get(),
+                                       exclusive=task_name.startswith("lens.index."))
             else:
                 result = self.celery.tasks[task_name].apply_async(args=args)
                 out = result.get(timeout=self.settings.server.sync_timeout_s)

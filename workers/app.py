@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -20,6 +21,8 @@ from typing import TypeVar
 from celery import Celery
 
 from lens.config import Settings
+from lens.image import DecodedImage
+from lens.threads import cpu_count
 from workers.jobs import Jobs
 from workers.store import MemoryStore, RedisStore, Store
 
@@ -40,6 +43,10 @@ ROUTES = {
 class Runtime:
     """What tasks of one app share in one process: settings, the store, one lazy Pipeline."""
 
+    # Decoded uploads kept for the branches and crop searches of the same photo (embedded):
+    # at most this many, so memory stays bounded (a 50 MP photo decodes to 150 MB).
+    DECODED_CACHE_ENTRIES = 4
+
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
@@ -48,22 +55,68 @@ class Runtime:
         self._catalog_version: str | None = None
         self._lock = threading.Lock()
         self._compute: ThreadPoolExecutor | None = None
+        # Embedded catalog writes run one at a time, as the single index worker does in a fleet.
+        self._index_lock = threading.Lock()
+        self._decoded: OrderedDict[str, DecodedImage] = OrderedDict()
 
     @property
     def embedded(self) -> bool:
         return self.settings.server.embedded
 
-    def run(self, fn: Callable[[], T]) -> T:
-        """Call fn; embedded, on the one compute thread. Some model objects (the Bergamot
-        translator) may only be used by the thread that created them, and the web server gives
-        every request a new thread; one compute thread also keeps two requests from running
-        the same model at once."""
-        if not self.embedded:
-            return fn()
+    @property
+    def compute_threads(self) -> int:
+        """Embedded: photos computed at once; one per core (each runs 1 intra-op thread)."""
+        return self.settings.server.compute_threads or cpu_count()
+
+    def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._compute is None:
-                self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens-compute")
-        return self._compute.submit(fn).result()
+                self._compute = ThreadPoolExecutor(max_workers=self.compute_threads,
+                                                   thread_name_prefix="lens-compute")
+            return self._compute
+
+    def run(self, fn: Callable[[], T], *, exclusive: bool = False) -> T:
+        """Call fn; embedded, on the compute pool: a fixed number of threads (one per core), so
+        several requests run side by side while memory and CPU stay bounded, however many
+        requests the web server's threads accept. `exclusive`: one at a time (catalog writes)."""
+        if not self.embedded:
+            return fn()
+        if exclusive:
+            def serial() -> T:
+                with self._index_lock:
+                    return fn()
+
+            return self._pool().submit(serial).result()
+        return self._pool().submit(fn).result()
+
+    def run_canvas(self, canvas) -> None:
+        """Send one photo's canvas (a group of branch tasks). In a fleet: to the broker. Embedded:
+        its branches run side by side on the compute pool (Celery's eager group would run them
+        one after the other), and this returns when both are done (the second one merges)."""
+        if not self.embedded:
+            canvas.apply_async()
+            return
+        pool = self._pool()
+        futures = [pool.submit(signature.apply) for signature in canvas.tasks]
+        for future in futures:
+            future.result()
+
+    def remember_decoded(self, path: str, image: DecodedImage) -> None:
+        """Embedded: keep the gateway's decoded upload for this process's tasks (no re-decode)."""
+        if not self.embedded:
+            return
+        with self._lock:
+            self._decoded[path] = image
+            self._decoded.move_to_end(path)
+            while len(self._decoded) > self.DECODED_CACHE_ENTRIES:
+                self._decoded.popitem(last=False)
+
+    def decoded(self, path: str) -> DecodedImage | None:
+        with self._lock:
+            image = self._decoded.get(path)
+            if image is not None:
+                self._decoded.move_to_end(path)
+            return image
 
     def worker_name(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
@@ -104,19 +157,10 @@ class Runtime:
 
 def limit_threads(threads: int) -> None:
     """Few compute threads per worker process: on 2 shared cores, default threading made single
-    queries 3-20x slower (DESIGN.md); scale with more processes instead."""
-    try:
-        import torch
+    queries 3-20x slower (DESIGN.md); scale with more processes instead (lens.threads)."""
+    from lens.threads import apply_thread_policy
 
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
-    except ImportError:
-        pass
+    apply_thread_policy(threads)
 
 
 def make_store(settings: Settings) -> Store:

@@ -50,6 +50,9 @@ def join_branches(app: Celery, job_id: str) -> None:
 
 
 def _load_upload(runtime, path: str):
+    cached = runtime.decoded(path)  # embedded: decoded once by the gateway
+    if cached is not None:
+        return cached
     limits = runtime.settings.limits
     return load_image_file(path, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels,
                            max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)

@@ -7,19 +7,15 @@ on first use (Runtime.pipeline).
 
 from __future__ import annotations
 
-import os
+from celery.signals import worker_process_init
 
-# Before torch/onnxruntime/faiss are imported by a task: one thread per process unless the
-# operator says otherwise (settings.server.worker_threads applies to torch/faiss later).
-for _name in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_name, os.environ.get("LENS_SERVER__WORKER_THREADS", "1"))
+from lens.config import get_settings
+from lens.threads import apply_settings_policy
+from workers.app import make_celery
+from workers.observability import install_task_logging
 
-from celery.signals import worker_process_init  # noqa: E402
-
-from lens.config import get_settings  # noqa: E402
-from workers.app import make_celery  # noqa: E402
-from workers.observability import install_task_logging  # noqa: E402
-
+# Before torch/onnxruntime/faiss/OpenCV load in a task: server.worker_threads each (lens.threads).
+apply_settings_policy(get_settings())
 app = make_celery(get_settings())
 install_task_logging()
 

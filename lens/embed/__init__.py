@@ -11,6 +11,7 @@ from lens.registry import load_backend
 
 BACKENDS = {
     "efficientnet-lite2": "lens.embed.efficientnet_lite:EfficientNetLite2Embedder",
+    "efficientnet-lite2-onnx": "lens.embed.efficientnet_lite_onnx:EfficientNetLite2OnnxEmbedder",
     "mobilenetv2": "lens.embed.mobilenet:MobileNetV2Embedder",
     "clip": "lens.embed.clip:ClipEmbedder",
 }

@@ -67,16 +67,21 @@ def square_resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return canvas
 
 
-def batch_tensor(crops: list[np.ndarray], size: int, mean, std):
-    """(N, 3, size, size) float32 torch tensor: square_resize, then (x - mean) / std per channel.
+def batch_array(crops: list[np.ndarray], size: int, mean, std) -> np.ndarray:
+    """(N, 3, size, size) float32 array: square_resize, then (x - mean) / std per channel.
 
     `mean` and `std` are in 0..255 pixel units (one number or one per channel).
     """
-    import torch
-
     batch = np.stack([square_resize(c, size) for c in crops]).astype(np.float32)
     batch = (batch - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def batch_tensor(crops: list[np.ndarray], size: int, mean, std):
+    """batch_array as a torch tensor (same values, no copy)."""
+    import torch
+
+    return torch.from_numpy(batch_array(crops, size, mean, std))
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,12 @@ def _settings():
     return get_settings()
 
 
-def _limit_threads() -> None:
-    """Indexing from the CLI: at most 2 torch threads (shared machines), faiss on 1."""
-    import faiss
-    import torch
+def _limit_threads(bulk: bool = True) -> None:
+    """Indexing from the CLI runs alone: one intra-op thread per core (lens.threads); a single
+    search follows the per-request policy."""
+    from lens.threads import apply_settings_policy
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    faiss.omp_set_num_threads(1)
+    apply_settings_policy(_settings(), bulk=bulk)
 
 
 def _open(create: bool = False):
@@ -163,7 +161,7 @@ def cmd_index_search(args: argparse.Namespace) -> int:
     from lens.pipeline import AnalyzeOptions, Pipeline, Timer
 
     settings = _settings()
-    _limit_threads()
+    _limit_threads(bulk=False)
     image = load_image_file(args.photo, max_bytes=settings.limits.max_upload_bytes, max_pixels=settings.limits.max_pixels)
     pipeline = Pipeline(settings)
     if pipeline.catalog is None:

@@ -1,0 +1,79 @@
+"""The one thread policy for every compute library: torch, onnxruntime, OpenCV and faiss.
+
+On a small shared machine a single photo gains nothing from several intra-op threads (measured:
+2 threads no faster than 1 on 2 cores), while threads that spin or oversubscribe the cores make
+concurrent requests slower; throughput comes from running several photos at once instead (the
+embedded server's compute pool, Celery processes). So each library gets `threads` intra-op
+threads (1 by default: settings.server.worker_threads), set here and nowhere else. Bulk jobs
+(catalog builds from the CLI) ask for one thread per core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+# Read by OpenMP (torch, faiss), MKL/OpenBLAS and OpenCV when they load: a library imported
+# after apply_thread_policy follows it without being imported here (torch alone costs ~1.5 s).
+_ENV_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENCV_FOR_THREADS_NUM")
+_threads = 1
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def current_threads() -> int:
+    """The intra-op thread count last applied (sessions created now use it)."""
+    return _threads
+
+
+def apply_thread_policy(threads: int = 1) -> int:
+    """Give torch, onnxruntime (sessions created from now on), OpenCV and faiss `threads`
+    intra-op threads each. Call it early (before the libraries start their pools); libraries
+    not imported yet pick it up through the OMP variables or when their sessions are made."""
+    global _threads
+    threads = max(1, int(threads))
+    _threads = threads
+    for name in _ENV_VARIABLES:
+        os.environ[name] = str(threads)
+    # Libraries already loaded have read the variables: set them directly.
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # settable only before torch's first parallel work
+            torch.set_num_interop_threads(1)
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(threads)
+    return threads
+
+
+def apply_settings_policy(settings, bulk: bool = False) -> int:
+    """The policy for a process started with `settings`: server.worker_threads intra-op threads
+    per compute thread (requests run side by side instead), or, for a bulk job that runs alone
+    (`bulk`: catalog builds), one per core."""
+    return apply_thread_policy(cpu_count() if bulk else settings.server.worker_threads)
+
+
+def onnx_session_options(threads: int | None = None):
+    """onnxruntime SessionOptions under the policy: `threads` intra-op threads (default: the
+    applied policy), sequential execution, no spinning (a spinning pool steals the core that
+    another request's thread needs), full graph optimisation."""
+    import onnxruntime as ort
+
+    threads = current_threads() if threads is None else max(1, int(threads))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options

@@ -1,0 +1,60 @@
+"""lens.threads: one policy sets torch, onnxruntime, OpenCV and faiss alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lens.config import REPO_ROOT, load_settings
+from lens.threads import (
+    apply_settings_policy,
+    apply_thread_policy,
+    cpu_count,
+    current_threads,
+    onnx_session_options,
+)
+
+
+@pytest.fixture
+def restore_policy():
+    before = current_threads()
+    yield
+    apply_thread_policy(before)
+
+
+def test_policy_sets_every_loaded_library(restore_policy):
+    import cv2
+    import faiss
+    import torch
+
+    apply_thread_policy(2)
+    assert (torch.get_num_threads(), cv2.getNumThreads(), faiss.omp_get_max_threads()) == (2, 2, 2)
+    assert onnx_session_options().intra_op_num_threads == 2
+    apply_thread_policy(1)
+    assert (torch.get_num_threads(), cv2.getNumThreads(), faiss.omp_get_max_threads()) == (1, 1, 1)
+    options = onnx_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_settings_policy_per_request_and_bulk(restore_policy):
+    settings = load_settings(server={"worker_threads": 1})
+    assert apply_settings_policy(settings) == 1
+    assert apply_settings_policy(settings, bulk=True) == cpu_count()
+
+
+def test_libraries_loaded_after_the_policy_follow_it():
+    """A process that applies the policy first, then imports torch/OpenCV/faiss (as workers do)."""
+    code = (
+        "from lens.threads import apply_thread_policy; apply_thread_policy(1)\n"
+        "import torch, cv2, faiss\n"
+        "print(torch.get_num_threads(), cv2.getNumThreads(), faiss.omp_get_max_threads())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO_ROOT)),
+           "OMP_NUM_THREADS": "7", "OPENCV_FOR_THREADS_NUM": "7"}  # the policy must win over these
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=REPO_ROOT)
+    assert out.stdout.split() == ["1", "1", "1"]
