@@ -95,3 +95,34 @@ def test_each_photo_is_decoded_once(embedded_app, bus_jpg, monkeypatch):
     job_id = response.get_json()["job_id"]
     search = app.test_client().post("/api/v1/search", json={"job_id": job_id, "box": [0, 0, 400, 400]})
     assert search.status_code in (200, 503), search.get_json()  # 503: no catalog in this data dir
+
+
+
+def test_a_synchronous_call_while_another_one_runs_is_no_500(embedded_app):
+    # Celery's "never get() inside a task" guard is one process-wide flag that every eager
+    # apply_async sets while its task runs: with two compute threads, a thumbnail's get()
+    # raised while another request's task was running (HTTP 500 on half the thumbnails).
+    app, _ = embedded_app
+    task = app.extensions["lens_gateway"].celery.tasks["lens.item"]
+    inner = task.run
+    inside_task, release = threading.Event(), threading.Event()
+
+    def held_once(*args, **kwargs):
+        if not inside_task.is_set():
+            inside_task.set()
+            release.wait(BARRIER_TIMEOUT_S)
+        return inner(*args, **kwargs)
+
+    task.run = held_once
+    try:
+        with ThreadPoolExecutor(1) as client:
+            first = client.submit(lambda: app.test_client().get("/api/v1/items/1"))
+            assert inside_task.wait(BARRIER_TIMEOUT_S)
+            try:
+                second = app.test_client().get("/api/v1/items/2")
+            finally:
+                release.set()
+            assert first.result().status_code in (404, 503), first.result().get_json()
+    finally:
+        task.run = inner
+    assert second.status_code in (404, 503), second.get_json()

@@ -128,8 +128,12 @@ class Gateway:
         """Run a task (on a worker, or eagerly) and wait; errors it returned are raised here."""
         try:
             if self.embedded:
-                out = self.runtime.run(lambda: self.celery.tasks[task_name].apply_async(args=args).get(),
-                                       exclusive=task_name.startswith("lens.index."))
+                # An eager result is already finished, so get() cannot block. Celery's guard
+                # against get() inside a task reads one process-wide flag, which an eager task
+                # running on another compute thread sets: without this, concurrent requests 500.
+                out = self.runtime.run(
+                    lambda: self.celery.tasks[task_name].apply_async(args=args).get(disable_sync_subtasks=False),
+                    exclusive=task_name.startswith("lens.index."))
             else:
                 result = self.celery.tasks[task_name].apply_async(args=args)
                 out = result.get(timeout=self.settings.server.sync_timeout_s)
