@@ -13,9 +13,9 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "LENS_"
@@ -25,6 +25,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class ConfigError(ValueError):
     """A setting is unknown or invalid; the message names it."""
+
+
+def registered_backend(stage: str, allow_none: bool = True) -> Any:
+    """A backend name checked against the stage's own table (lens.<stage>.BACKENDS), so that a
+    new backend is one file plus its line in that table, and no list here goes stale."""
+
+    def check(name: str) -> str:
+        import importlib
+
+        known = set(importlib.import_module(f"lens.{stage}").BACKENDS) | ({"none"} if allow_none else set())
+        if name not in known:
+            raise ValueError(f"unknown {stage} backend '{name}' (known: {', '.join(sorted(known))})")
+        return name
+
+    return Annotated[str, AfterValidator(check)]
 
 
 class Section(BaseModel):
@@ -62,7 +77,7 @@ class DetectConfig(Section):
     # with fewer stray boxes (1 vs 3), found 28% vs 15% of real objects pasted onto OSIE photos,
     # and is faster; fusion finds 34% but costs both detectors' time and adds stray boxes.
     # With a better model file (yolo11n.pt), choose "ultralytics" and set model_path.
-    backend: Literal["ultralytics", "opencv-ssd", "fusion", "none"] = "opencv-ssd"
+    backend: registered_backend("detect") = "opencv-ssd"
     # A .pt/.onnx file that ultralytics loads; empty = the offline default prepared by
     # `lens models prepare` (YOLOv3-tiny COCO converted to ONNX).
     model_path: Path | None = None
@@ -82,7 +97,7 @@ class DetectConfig(Section):
 
 
 class SaliencyConfig(Section):
-    backend: Literal["spectral-residual", "learned", "none"] = "spectral-residual"
+    backend: registered_backend("saliency") = "spectral-residual"
     # Spectral residual works on a 64 px thumbnail, so its raw map is blocky and peaks on edges;
     # a blur of 3% of the longest side (24 px on OSIE's 800 px photos, near the 16 px of human
     # fixation maps) turns it into object-sized blobs. 2-3% scored best on OSIE, 6% worse.
@@ -182,7 +197,7 @@ class EmbedConfig(Section):
     # (max abs diff ~1e-6; same name/version, so catalogs built with "efficientnet-lite2", the
     # torch backend, stay valid). The torch backend remains for comparison and for machines
     # without onnxruntime.
-    backend: Literal["efficientnet-lite2", "efficientnet-lite2-onnx", "mobilenetv2", "clip"] = "efficientnet-lite2-onnx"
+    backend: registered_backend("embed", allow_none=False) = "efficientnet-lite2-onnx"
     model_path: Path | None = None
     # Batches above ~8 crops ran slower per crop on 2 shared cores (cache pressure).
     batch_size: int = Field(8, ge=1)
@@ -211,7 +226,7 @@ class IndexConfig(Section):
 
 
 class OcrConfig(Section):
-    backend: Literal["rapidocr", "easyocr", "tesseract", "none"] = "rapidocr"
+    backend: registered_backend("ocr") = "rapidocr"
     # Text detection runs on a copy capped at this longest side: uncapped, a 1920x1440 photo
     # costs ~3 s on one core; at 960 ~0.8 s with the same recall on signs (research notes).
     det_max_side: int = Field(960, ge=64)
@@ -232,7 +247,7 @@ class OcrConfig(Section):
 class TranslateConfig(Section):
     # The preferred backend; a pair it has no model for is served by the other one when that
     # has a model ("none" turns translation off).
-    backend: Literal["bergamot", "marian", "none"] = "bergamot"
+    backend: registered_backend("translate") = "bergamot"
     default_target: str = "en"
     # Two hops through this language when no direct model exists (e.g. pt->en->de); empty: off.
     pivot_language: str = "en"

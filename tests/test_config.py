@@ -81,3 +81,17 @@ def test_lens_config_env_points_at_file(lens_env, monkeypatch, tmp_path):
     monkeypatch.setenv("LENS_CONFIG", str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="not a file"):
         load_settings()
+
+
+@pytest.mark.parametrize("stage", ["detect", "saliency", "embed", "ocr", "translate"])
+def test_backend_names_come_from_the_stage_table_alone(stage, monkeypatch):
+    import importlib
+
+    table = importlib.import_module(f"lens.{stage}").BACKENDS
+    for name in table:
+        assert getattr(load_settings(**{stage: {"backend": name}}), stage).backend == name
+    with pytest.raises(ConfigError, match=f"unknown {stage} backend 'no-such'"):
+        load_settings(**{stage: {"backend": "no-such"}})
+    # A backend is one file plus its line in the table: config knows it with nothing else.
+    monkeypatch.setitem(table, "brand-new", "lens.nowhere:NewBackend")
+    assert getattr(load_settings(**{stage: {"backend": "brand-new"}}), stage).backend == "brand-new"
