@@ -134,9 +134,9 @@ ITEM_ID = [{"name": "item_id", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}]
 LIMITS = LimitsConfig()
 ITEM_PROPS = {"image": {},
-              "title": {"type": "string", "maxLength": LIMITS.max_title_chars},
-              "url": {"type": "string", "maxLength": LIMITS.max_url_chars},
-              "external_id": {"type": "string", "maxLength": LIMITS.max_external_id_chars},
+              "title": {"type": ["string", "null"], "maxLength": LIMITS.max_title_chars},
+              "url": {"type": ["string", "null"], "maxLength": LIMITS.max_url_chars},
+              "external_id": {"type": ["string", "null"], "maxLength": LIMITS.max_external_id_chars},
               "extra": {"type": "object", "description": (
                   f"free-form attributes, at most {LIMITS.max_extra_bytes} bytes as JSON (else 413) "
                   f"and {LIMITS.max_json_depth} levels deep")}}
