@@ -261,6 +261,13 @@ class ServerConfig(Section):
     job_deadline_s: int = Field(600, ge=1)
     # torch/faiss/OMP threads per worker process; scale with processes, not threads.
     worker_threads: int = Field(1, ge=1)
+    # A worker's pool child whose peak RSS has passed this (MB) is replaced by a fresh one once
+    # its task ends (Celery's worker_max_memory_per_child), so that a leak or fragmentation in a
+    # model library, or one huge photo, cannot keep a worker large. 0 = never. A child serving
+    # every queue with all default models loaded peaks well below it (bench/RESULTS.md, load).
+    worker_max_memory_mb: int = Field(2048, ge=0)
+    # Also replace a child after this many tasks (0 = never); memory is the better trigger.
+    worker_max_tasks_per_child: int = Field(0, ge=0)
     # Analyze + crop-search requests per client address per minute (0 = no limit), with bursts
     # of up to rate_limit_burst: one person tapping around the UI stays well below it.
     rate_limit_per_minute: int = Field(60, ge=0)
