@@ -262,10 +262,12 @@ class ServerConfig(Section):
     # torch/faiss/OMP threads per worker process; scale with processes, not threads.
     worker_threads: int = Field(1, ge=1)
     # A worker's pool child whose peak RSS has passed this (MB) is replaced by a fresh one once
-    # its task ends (Celery's worker_max_memory_per_child), so that a leak or fragmentation in a
-    # model library, or one huge photo, cannot keep a worker large. 0 = never. A child serving
-    # every queue with all default models loaded peaks well below it (bench/RESULTS.md, load).
-    worker_max_memory_mb: int = Field(2048, ge=0)
+    # its task ends (Celery's worker_max_memory_per_child): a backstop, so that a leak in a
+    # model library or one pathological input cannot keep a worker large. 0 = never. A child
+    # serving every queue with the default models levels off at 1.6-1.8 GB (bench_load); 3 GB
+    # leaves room for ~250k catalog items (5 KB each in every vision worker): raise it for
+    # larger catalogs, or every task would start a fresh child that loads its models again.
+    worker_max_memory_mb: int = Field(3072, ge=0)
     # Also replace a child after this many tasks (0 = never); memory is the better trigger.
     worker_max_tasks_per_child: int = Field(0, ge=0)
     # Analyze + crop-search requests per client address per minute (0 = no limit), with bursts

@@ -25,22 +25,23 @@ MAX_EXAMPLES = 15
 SEED = 13
 
 
-def schemathesis(session, *extra: str) -> subprocess.CompletedProcess:
+def schemathesis(session, work_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     assert st, "schemathesis is not installed (requirements-dev.txt)"
     command = [st, "run", f"{session.base}/api/v1/openapi.json", "--url", session.base, "--checks", CHECKS,
                "--max-examples", str(MAX_EXAMPLES), "--max-time", str(RUN_SECONDS), "--seed", str(SEED),
                "--workers", "1", "--request-timeout", "60", "--suppress-health-check", "all",
                "--warnings", "off", *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS + 120)
+    # In a temporary folder: schemathesis keeps its replay data in ./.schemathesis
+    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_SECONDS + 120, cwd=work_dir)
 
 
-def test_schemathesis_with_the_api_key(server):  # noqa: F811
-    out = schemathesis(server, "--header", "Authorization: Bearer fuzz-key")
+def test_schemathesis_with_the_api_key(server, tmp_path):  # noqa: F811
+    out = schemathesis(server, tmp_path, "--header", "Authorization: Bearer fuzz-key")
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
 
 
-def test_schemathesis_without_a_key(server):  # noqa: F811
+def test_schemathesis_without_a_key(server, tmp_path):  # noqa: F811
     # Writes answer 401 (documented); reads, analyze and search are open to anyone.
-    out = schemathesis(server, "--phases", "coverage,fuzzing")
+    out = schemathesis(server, tmp_path, "--phases", "coverage,fuzzing")
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-2000:]
