@@ -135,6 +135,7 @@ def test_openapi_documents_the_answers_the_api_gives(client):
     assert {"201", "400", "401", "413", "415"} <= set(paths["/api/v1/items"]["post"]["responses"])
     put = paths["/api/v1/items/{item_id}"]["put"]["responses"]
     assert {"400", "404", "413"} <= set(put)
+    assert paths["/api/v1/items/{item_id}"]["put"]["requestBody"]["content"]["application/json"]["schema"]["minProperties"] == 1
     # The empty PUT is that documented 400.
     empty = client.put("/api/v1/items/1", json={}, headers=AUTH)
     assert_json_error(empty, 400, "bad_request")

@@ -187,7 +187,8 @@ def openapi_document() -> dict[str, Any]:
                                             s504=WRITE["s504"])},
             "put": {"summary": "change an item's fields", "security": [{"bearer": []}], "parameters": ITEM_ID,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {k: v for k, v in ITEM_PROPS.items() if k != "image"}}}}},
+                        "type": "object", "minProperties": 1,  # an empty body is a 400: nothing to change
+                        "properties": {k: v for k, v in ITEM_PROPS.items() if k != "image"}}}}},
                     "responses": _responses(s200=("changed", "ItemResponse"),
                                             s400=("bad input, or nothing to change (an empty body)", "Error"),
                                             s404=("no such item", "Error"), s413=("`extra` too large", "Error"),
