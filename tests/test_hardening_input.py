@@ -149,3 +149,21 @@ def test_null_title_clears_it_rather_than_failing_the_write(client):
 
     with client.application.test_request_context():
         assert _item_fields({"title": None, "url": None})["title"] == ""
+
+
+@pytest.mark.parametrize(("line", "complaint"), [
+    ('{"file": "a.png", "title": "bad \\ud800"}', "not valid Unicode"),
+    ('{"file": "a.png", "title": "' + "x" * 501 + '"}', "'title' is longer than 500"),
+    ('{"file": "a.png", "notes": "' + "x" * 9000 + '"}', "exceed 8192 bytes"),
+    ('{"file": "a.png", "deep": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deep"),
+])
+def test_index_add_meta_rows_get_the_api_limits(lens_env, tmp_path, capsys, line, complaint):
+    from lens.cli import main
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(PNG)
+    meta = tmp_path / "items.jsonl"
+    meta.write_text(line + "\n")
+    assert main(["index", "add", str(folder), "--meta", str(meta)]) == 2
+    assert complaint in capsys.readouterr().err
