@@ -291,6 +291,15 @@ class ServerConfig(Section):
     # threads); empty = one per core, so N clients keep N cores busy instead of queueing
     # behind one thread, with memory bounded by the pool, not by the number of clients.
     compute_threads: int | None = Field(None, ge=1, le=64)
+    # A worker's pool child whose peak RSS has passed this (MB) is replaced by a fresh one once
+    # its task ends (Celery's worker_max_memory_per_child): a backstop, so that a leak in a
+    # model library or one pathological input cannot keep a worker large. 0 = never. A child
+    # serving every queue with the default models levels off at 1.6-1.8 GB (bench_load); 3 GB
+    # leaves room for ~250k catalog items (5 KB each in every vision worker): raise it for
+    # larger catalogs, or every task would start a fresh child that loads its models again.
+    worker_max_memory_mb: int = Field(3072, ge=0)
+    # Also replace a child after this many tasks (0 = never); memory is the better trigger.
+    worker_max_tasks_per_child: int = Field(0, ge=0)
     # Analyze + crop-search requests per client address per minute (0 = no limit), with bursts
     # of up to rate_limit_burst: one person tapping around the UI stays well below it.
     rate_limit_per_minute: int = Field(60, ge=0)

@@ -135,8 +135,35 @@ def test_openapi_documents_the_answers_the_api_gives(client):
     assert {"201", "400", "401", "413", "415"} <= set(paths["/api/v1/items"]["post"]["responses"])
     put = paths["/api/v1/items/{item_id}"]["put"]["responses"]
     assert {"400", "404", "413"} <= set(put)
+    assert paths["/api/v1/items/{item_id}"]["put"]["requestBody"]["content"]["application/json"]["schema"]["minProperties"] == 1
     # The empty PUT is that documented 400.
     empty = client.put("/api/v1/items/1", json={}, headers=AUTH)
     assert_json_error(empty, 400, "bad_request")
     item_id = paths["/api/v1/items/{item_id}"]["get"]["parameters"][0]["schema"]
     assert item_id["maximum"] == 2**63 - 1
+
+
+def test_null_title_clears_it_rather_than_failing_the_write(client):
+    # Found by Schemathesis: {"title": null} reached SQLite's NOT NULL constraint (a 500).
+    from web.api import _item_fields
+
+    with client.application.test_request_context():
+        assert _item_fields({"title": None, "url": None})["title"] == ""
+
+
+@pytest.mark.parametrize(("line", "complaint"), [
+    ('{"file": "a.png", "title": "bad \\ud800"}', "not valid Unicode"),
+    ('{"file": "a.png", "title": "' + "x" * 501 + '"}', "'title' is longer than 500"),
+    ('{"file": "a.png", "notes": "' + "x" * 9000 + '"}', "exceed 8192 bytes"),
+    ('{"file": "a.png", "deep": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deep"),
+])
+def test_index_add_meta_rows_get_the_api_limits(lens_env, tmp_path, capsys, line, complaint):
+    from lens.cli import main
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(PNG)
+    meta = tmp_path / "items.jsonl"
+    meta.write_text(line + "\n")
+    assert main(["index", "add", str(folder), "--meta", str(meta)]) == 2
+    assert complaint in capsys.readouterr().err

@@ -124,6 +124,8 @@ def _item_fields(fields: dict[str, Any]) -> dict[str, Any]:
         if size > limits.max_extra_bytes:
             raise ApiError(413, "extra_too_large", (
                 f"'extra' is {size} bytes as JSON; the limit is {limits.max_extra_bytes} bytes"))
+    if "title" in out and out["title"] is None:
+        out["title"] = ""  # null clears the title, as it clears url and external_id
     longest = {"title": limits.max_title_chars, "url": limits.max_url_chars,
                "external_id": limits.max_external_id_chars}
     for name, most in longest.items():

@@ -134,9 +134,9 @@ ITEM_ID = [{"name": "item_id", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}]
 LIMITS = LimitsConfig()
 ITEM_PROPS = {"image": {},
-              "title": {"type": "string", "maxLength": LIMITS.max_title_chars},
-              "url": {"type": "string", "maxLength": LIMITS.max_url_chars},
-              "external_id": {"type": "string", "maxLength": LIMITS.max_external_id_chars},
+              "title": {"type": ["string", "null"], "maxLength": LIMITS.max_title_chars},
+              "url": {"type": ["string", "null"], "maxLength": LIMITS.max_url_chars},
+              "external_id": {"type": ["string", "null"], "maxLength": LIMITS.max_external_id_chars},
               "extra": {"type": "object", "description": (
                   f"free-form attributes, at most {LIMITS.max_extra_bytes} bytes as JSON (else 413) "
                   f"and {LIMITS.max_json_depth} levels deep")}}
@@ -187,7 +187,8 @@ def openapi_document() -> dict[str, Any]:
                                             s504=WRITE["s504"])},
             "put": {"summary": "change an item's fields", "security": [{"bearer": []}], "parameters": ITEM_ID,
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {k: v for k, v in ITEM_PROPS.items() if k != "image"}}}}},
+                        "type": "object", "minProperties": 1,  # an empty body is a 400: nothing to change
+                        "properties": {k: v for k, v in ITEM_PROPS.items() if k != "image"}}}}},
                     "responses": _responses(s200=("changed", "ItemResponse"),
                                             s400=("bad input, or nothing to change (an empty body)", "Error"),
                                             s404=("no such item", "Error"), s413=("`extra` too large", "Error"),

@@ -205,6 +205,9 @@ def make_celery(settings: Settings, store: Store | None = None) -> Celery:
         # A task running while the broker connection is lost is redelivered anyway (acks_late).
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
+        # Recycling: a pool child past its memory (KiB here) or task budget is replaced.
+        worker_max_memory_per_child=server.worker_max_memory_mb * 1024 or None,
+        worker_max_tasks_per_child=server.worker_max_tasks_per_child or None,
     )
     app.lens = Runtime(settings, store or make_store(settings))
     register_tasks(app)

@@ -64,16 +64,38 @@ def read_meta(path: Path) -> dict[str, dict[str, Any]]:
             if line.strip():
                 try:
                     rows.append(json.loads(line))
-                except ValueError as exc:
-                    raise BadInputError(f"{path}:{number}: not JSON: {exc}") from None
+                except (ValueError, RecursionError) as exc:
+                    raise BadInputError(f"{path}:{number}: not JSON (or nested too deep): {exc}") from None
     else:
         raise BadInputError(f"{path}: metadata must be .csv or .jsonl")
     meta = {}
     for number, row in enumerate(rows, 1):
         if not isinstance(row, dict) or not row.get("file"):
             raise BadInputError(f"{path}: row {number} has no 'file' column")
+        _check_row(row, f"{path}: row {number}")
         meta[str(row["file"])] = row
     return meta
+
+
+def _check_row(row: dict[str, Any], where: str) -> None:
+    """The API's metadata limits (settings.limits) for a row of items.csv / items.jsonl: the
+    catalog must never fail half-way through an add because of one row."""
+    limits = _settings().limits
+    try:
+        text = json.dumps(row, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInputError(f"{where}: a value is not valid Unicode (a lone surrogate)") from None
+    except (RecursionError, ValueError):
+        raise BadInputError(f"{where}: nested too deep") from None
+    longest = {"title": limits.max_title_chars, "url": limits.max_url_chars,
+               "external_id": limits.max_external_id_chars}
+    for name, most in longest.items():
+        if len(str(row.get(name) or "")) > most:
+            raise BadInputError(f"{where}: '{name}' is longer than {most} characters")
+    extra = {k: v for k, v in row.items() if k not in META_COLUMNS}
+    if len(json.dumps(extra, separators=(",", ":"), ensure_ascii=False).encode()) > limits.max_extra_bytes:
+        raise BadInputError(f"{where}: its other columns (`extra`) exceed {limits.max_extra_bytes} bytes as JSON")
 
 
 def _new_item(image: Path, root: Path, meta: dict[str, dict[str, Any]]):
