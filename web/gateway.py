@@ -19,7 +19,7 @@ from lens.pipeline import AnalyzeOptions, Pipeline
 from web.errors import ApiError
 from workers.jobs import JobRecord, new_job_id, result_cache_key, save_upload
 from workers.store import QueueUnavailableError, redacted
-from workers.tasks import analyze_canvas
+from workers.tasks import BRANCHES, analyze_canvas
 
 API = "/api/v1"
 
@@ -48,8 +48,11 @@ class Gateway:
         return str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
 
     # -- analyze -----------------------------------------------------------------------------
-    def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions) -> tuple[int, dict[str, Any]]:
-        """(200, finished job) when cached or run eagerly, else (202, queued job)."""
+    def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions,
+                wait: bool = True) -> tuple[int, dict[str, Any]]:
+        """(200, finished job) when cached or run eagerly, else (202, queued job). Embedded with
+        wait=False (the client sent `Prefer: respond-async`) the job runs on the compute thread
+        and the answer is 202 at once, so that the client can follow its stages."""
         opts = options.model_dump()
         key = result_cache_key(image.sha256, self._versions, opts)
         cached = self.jobs.cached_result(key)
@@ -70,6 +73,9 @@ class Gateway:
             self.jobs.release_inflight(key)
             self.jobs.claim_inflight(key, job_id)
         self.jobs.create(record)
+        if self.embedded and not wait:
+            self.runtime.submit(lambda: self._run_eagerly(job_id, key))
+            return 202, self._queued(job_id)
         try:
             self.runtime.run(lambda: analyze_canvas(self.celery, job_id).apply_async())
         except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
@@ -78,6 +84,15 @@ class Gateway:
         if self.embedded:  # eager: the canvas already ran
             return 200, self.job(job_id)
         return 202, self._queued(job_id)
+
+    def _run_eagerly(self, job_id: str, key: str) -> None:
+        """The canvas on the compute thread for a client that did not wait; a failure nobody
+        else would see is written on the job."""
+        try:
+            analyze_canvas(self.celery, job_id).apply_async()
+        except Exception as exc:
+            self.jobs.set_state(job_id, "failed", message=f"internal error: {type(exc).__name__}: {exc}")
+            self.jobs.release_inflight(key)
 
     def _is_live(self, job_id: str) -> bool:
         try:
@@ -96,6 +111,8 @@ class Gateway:
             "status_url": f"{API}/jobs/{job_id}", "image_id": record.image_id,
             "created": record.created,
         }
+        body["stages"] = self.jobs.stages(job_id, BRANCHES, record, state)
+        body["stage"] = body["stages"][-1]["stage"]
         age = time.time() - record.created
         deadline = self.settings.server.job_deadline_s
         if state.status in ("queued", "running") and age > deadline:

@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from celery import Celery
@@ -60,10 +60,14 @@ class Runtime:
         the same model at once."""
         if not self.embedded:
             return fn()
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Queue fn on the one compute thread (embedded) without waiting for it."""
         with self._lock:
             if self._compute is None:
                 self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens-compute")
-        return self._compute.submit(fn).result()
+        return self._compute.submit(fn)
 
     def worker_name(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}"

@@ -26,7 +26,7 @@
   const el = {
     picker: $("picker"), dropZone: $("drop-zone"), cameraInput: $("camera-input"),
     fileInput: $("file-input"), progress: $("progress"), progressText: $("progress-text"),
-    progressBar: $("progress-bar"), cancel: $("cancel-button"), error: $("error"),
+    progressBar: $("progress-bar"), progressSteps: $("progress-steps"), cancel: $("cancel-button"), error: $("error"),
     errorText: $("error-text"), retry: $("retry-button"), errorNewPhoto: $("error-new-photo"),
     result: $("result"), newPhoto: $("new-photo-button"), translateToggle: $("translate-toggle"),
     copyAll: $("copy-all-button"), summary: $("result-summary"), stage: $("stage"),
@@ -315,6 +315,8 @@
     const promise = new Promise((resolve, reject) => {
       xhr.open("POST", url);
       xhr.setRequestHeader("Accept", "application/json");
+      // Answer 202 at once (even the embedded server) so that the job's stages can be shown.
+      xhr.setRequestHeader("Prefer", "respond-async");
       xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
       xhr.onload = () => resolve({ status: xhr.status, body: parseJson(xhr.responseText) });
       xhr.onerror = () => resolve({ status: 0, body: null });
@@ -361,6 +363,8 @@
     let upload = null;
     state.request = { abort: () => { controller.abort(); if (upload) upload.abort(); } };
     show(el.progress);
+    el.progressSteps.replaceChildren();
+    delete el.progress.dataset.stage;
     setProgress("Uploading photo… 0%", 0);
 
     const form = new FormData();
@@ -382,7 +386,10 @@
         const statusUrl = (body && safeUrl(body.status_url)) ||
           (state.jobId ? `/api/v1/jobs/${encodeURIComponent(state.jobId)}` : null);
         if (!statusUrl) throw new UserError("The server answered without a job to follow.");
-        result = await pollJob(statusUrl, controller.signal);
+        stagePercent = 0;
+        stagesSeen = new Set();
+        showStage("uploaded");
+        result = await followJob(statusUrl, controller.signal);
       }
       if (generation !== state.generation) return;
       state.request = null;
@@ -394,6 +401,95 @@
     }
   }
 
+  // Where the analysis is: the job's latest stage (server-sent events, else polling).
+  // The bar only moves forward: in a fleet the two branches' stages interleave.
+  const STAGE_PERCENT = { uploaded: 45, detecting: 55, searching: 70, reading_text: 80, translating: 90, done: 100 };
+  const STAGE_WORDS = {
+    uploaded: "Photo uploaded, starting…",
+    detecting: "Finding objects…",
+    searching: "Searching the catalog…",
+    reading_text: "Reading text…",
+    translating: "Translating…",
+    done: "Done",
+  };
+  // The chips under the bar: short names; a stage the job skipped (no catalog) gets no tick.
+  const STAGE_STEPS = { uploaded: "Uploaded", detecting: "Objects", searching: "Catalog", reading_text: "Text", translating: "Translation" };
+  let stagePercent = 0;
+  let stagesSeen = new Set();
+
+  function showStage(stage, queued) {
+    if (!(stage in STAGE_WORDS)) return;
+    stagePercent = Math.max(stagePercent, STAGE_PERCENT[stage]);
+    stagesSeen.add(stage);
+    const words = queued && stage === "uploaded" ? "Waiting for a free worker…" : STAGE_WORDS[stage];
+    setProgress(words, stagePercent);
+    el.progress.dataset.stage = stage;
+    // One chip per stage: done, the current one, or still to come.
+    const steps = el.progressSteps;
+    if (!steps.children.length) {
+      for (const name of Object.keys(STAGE_STEPS)) {
+        const step = make("li", "step", STAGE_STEPS[name]);
+        step.dataset.stage = name;
+        steps.append(step);
+      }
+    }
+    for (const step of steps.children) {
+      const at = STAGE_PERCENT[step.dataset.stage];
+      const seen = stagesSeen.has(step.dataset.stage);
+      step.className = at === stagePercent && stage !== "done" ? "step current"
+        : at < stagePercent ? (seen ? "step done" : "step skipped") : "step";
+    }
+  }
+
+  // The job's events stream; polling when EventSource is missing or the stream keeps failing.
+  function followJob(statusUrl, signal) {
+    const eventsUrl = `${statusUrl.replace(/\/+$/, "")}/events`;
+    if (typeof window.EventSource !== "function") return pollJob(statusUrl, signal);
+    return new Promise((resolve, reject) => {
+      const source = new EventSource(eventsUrl);
+      let failures = 0;
+      const stop = () => { source.close(); clearTimeout(timer); };
+      const timer = setTimeout(() => {
+        stop();
+        reject(new UserError("The analysis is taking too long. The server may be busy; please try again."));
+      }, ANALYSIS_TIMEOUT_MS);
+      signal.addEventListener("abort", () => { stop(); reject(new DOMException("aborted", "AbortError")); }, { once: true });
+      source.addEventListener("progress", (e) => {
+        failures = 0;
+        const body = parseJson(e.data);
+        if (body) showStage(body.stage, body.status === "queued");
+      });
+      source.addEventListener("end", (e) => {
+        stop();
+        jobOutcome(parseJson(e.data)).then(resolve, reject);
+      });
+      source.addEventListener("job-error", (e) => {
+        stop();
+        const body = parseJson(e.data);
+        reject(new UserError(errorMessage(500, body)));
+      });
+      // Connection lost: EventSource reconnects by itself; after a few failures in a row, poll.
+      source.addEventListener("error", () => {
+        failures += 1;
+        if (source.readyState === EventSource.CLOSED || failures > 3) {
+          stop();
+          pollJob(statusUrl, signal).then(resolve, reject);
+        }
+      });
+    });
+  }
+
+  async function jobOutcome(body) {
+    const jobStatus = body && body.status;
+    if (jobStatus === "done") {
+      const result = extractResult(body);
+      if (!result) throw new UserError("The analysis finished without a result.");
+      return result;
+    }
+    throw new UserError((body && body.message) || (body && body.error && body.error.message) ||
+      "The analysis failed on the server.");
+  }
+
   async function pollJob(statusUrl, signal) {
     const started = Date.now();
     let delay = 200;
@@ -401,24 +497,14 @@
       const { status, body } = await getJson(statusUrl, signal);
       if (status !== 200) throw new UserError(errorMessage(status, body));
       const jobStatus = body && body.status;
-      if (jobStatus === "done") {
-        const result = extractResult(body);
-        if (!result) throw new UserError("The analysis finished without a result.");
-        return result;
-      }
-      if (jobStatus === "failed") {
-        throw new UserError((body && body.message) || (body && body.error && body.error.message) ||
-          "The analysis failed on the server.");
-      }
+      if (jobStatus === "done" || jobStatus === "failed") return jobOutcome(body);
       const elapsed = Date.now() - started;
       if (elapsed > ANALYSIS_TIMEOUT_MS) {
         throw new UserError("The analysis is taking too long. The server may be busy; please try again.");
       }
-      const words = jobStatus === "queued" ? "Waiting for a free worker…" : "Finding objects and reading text…";
-      // Creep toward 95% so the bar moves without pretending to know the remaining time.
-      setProgress(words, 40 + 55 * (1 - Math.exp(-elapsed / 4000)));
+      showStage(body.stage || "uploaded", jobStatus === "queued");
       await sleep(delay, signal);
-      delay = Math.min(1000, delay * 1.5);
+      delay = Math.min(600, delay * 1.5);
     }
   }
 
