@@ -90,6 +90,15 @@ def text_photos(tmp_path_factory) -> dict[str, Path]:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def sse_end(stream: str) -> dict | None:
+    import json
+
+    for chunk in stream.split("\n\n"):
+        if chunk.startswith("event: end\ndata: "):
+            return json.loads(chunk.split("\n", 1)[1][len("data: "):])
+    return None
+
+
 class Session:
     """One page on the real server that remembers the API's answers."""
 
@@ -111,7 +120,8 @@ class Session:
     def _remember(self, response) -> None:
         if "/api/v1/analyze" in response.url or "/api/v1/jobs/" in response.url:
             try:
-                body = response.json()
+                # The job's event stream ends with `event: end` carrying the finished job.
+                body = sse_end(response.text()) if response.url.endswith("/events") else response.json()
             except Exception:
                 return
             if isinstance(body, dict) and isinstance(body.get("result"), dict):
