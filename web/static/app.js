@@ -17,6 +17,12 @@
   // A pointer drag shorter than this (CSS px) is a tap, not a box.
   const MIN_DRAG_PX = 12;
   const LANG_STORAGE_KEY = "lens.targetLang";
+  const UI_LANG_STORAGE_KEY = "lens.uiLang";
+  // The page's own languages: one message catalog each under /static/i18n/ (en is the fallback
+  // for any key a catalog lacks). Names are written in their own language.
+  const UI_LANGUAGES = {
+    en: "English", vi: "Tiếng Việt", pt: "Português", es: "Español", fr: "Français", zh: "中文", ja: "日本語",
+  };
   const TARGET_LANGUAGES = [
     "en", "pt", "es", "fr", "de", "it", "nl", "pl", "ru", "uk", "tr", "ar", "hi", "ja", "ko",
     "zh", "vi", "id", "th",
@@ -33,7 +39,7 @@
     frame: $("photo-frame"), photo: $("photo"), translations: $("translations-layer"),
     overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
     panelTitle: $("panel-title"), panelBody: $("panel-body"), panelClose: $("panel-close"),
-    targetLang: $("target-lang"), toast: $("toast"),
+    targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"),
   };
 
   const state = {
@@ -69,10 +75,83 @@
     }
   }
 
-  function languageName(code) {
-    if (!code) return "unknown language";
+  // ---------------------------------------------------------------------------------------
+  // Messages: every word the page shows comes from the catalog of the chosen UI language.
+
+  const i18n = { lang: "en", messages: {}, fallback: {} };
+
+  function t(key, params) {
+    let text = i18n.messages[key];
+    if (typeof text !== "string") text = i18n.fallback[key];
+    if (typeof text !== "string") text = key;
+    return params ? text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m)) : text;
+  }
+
+  // Plural forms by the language's rules: key_one, key_other (… _few, _many where a catalog has them).
+  function tn(key, count, params) {
+    let form = "other";
+    try { form = new Intl.PluralRules(i18n.lang).select(count); } catch { /* old browser */ }
+    const chosen = `${key}_${form}` in i18n.messages || `${key}_${form}` in i18n.fallback ? `${key}_${form}` : `${key}_other`;
+    return t(chosen, { n: count, count, ...params });
+  }
+
+  async function loadCatalog(lang) {
     try {
-      const names = new Intl.DisplayNames([navigator.language || "en"], { type: "language" });
+      const response = await fetch(`/static/i18n/${lang}.json`, { headers: { Accept: "application/json" } });
+      return response.ok ? await response.json() : {};
+    } catch {
+      return {};
+    }
+  }
+
+  function browserUiLanguage() {
+    const wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
+    for (const tag of wanted) {
+      const base = String(tag).split("-")[0].toLowerCase();
+      if (base in UI_LANGUAGES) return base;
+    }
+    return "en";
+  }
+
+  async function setUiLanguage(lang) {
+    const [fallback, messages] = await Promise.all([
+      Object.keys(i18n.fallback).length ? i18n.fallback : loadCatalog("en"),
+      lang === "en" ? null : loadCatalog(lang),
+    ]);
+    i18n.fallback = fallback;
+    i18n.messages = messages || fallback;
+    i18n.lang = lang;
+    document.documentElement.lang = lang;
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    for (const node of document.querySelectorAll("[data-i18n-aria-label]")) node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
+    for (const node of document.querySelectorAll("[data-i18n-alt]")) node.alt = t(node.dataset.i18nAlt);
+    document.title = t("page.title");
+    fillTargetLanguages();
+  }
+
+  function initUiLanguagePicker() {
+    let stored = null;
+    try { stored = localStorage.getItem(UI_LANG_STORAGE_KEY); } catch { /* private mode */ }
+    const chosen = stored in UI_LANGUAGES ? stored : browserUiLanguage();
+    for (const [code, name] of Object.entries(UI_LANGUAGES)) {
+      const option = make("option", null, name);
+      option.value = code;
+      option.lang = code;
+      el.uiLang.append(option);
+    }
+    el.uiLang.value = chosen;
+    el.uiLang.addEventListener("change", async () => {
+      try { localStorage.setItem(UI_LANG_STORAGE_KEY, el.uiLang.value); } catch { /* ignore */ }
+      await setUiLanguage(el.uiLang.value);
+      rerender();
+    });
+    return setUiLanguage(chosen);
+  }
+
+  function languageName(code) {
+    if (!code) return t("lang.unknown");
+    try {
+      const names = new Intl.DisplayNames([i18n.lang], { type: "language" });
       return names.of(code) || code;
     } catch {
       return code;
@@ -111,12 +190,12 @@
   // The API answers errors as {"error": {"code", "message"}}; anything else gets a plain sentence.
   function errorMessage(status, body) {
     if (body && body.error && typeof body.error.message === "string") return body.error.message;
-    if (status === 413) return "This photo is too large for the server.";
-    if (status === 415) return "This file is not a photo the server can read.";
-    if (status === 429) return "The server is busy. Please wait a moment and try again.";
-    if (status >= 500) return `The server had a problem (HTTP ${status}). Please try again.`;
-    if (status === 0) return "Could not reach the server. Check your connection and try again.";
-    return `The request failed (HTTP ${status}).`;
+    if (status === 413) return t("err.too_large");
+    if (status === 415) return t("err.unsupported");
+    if (status === 429) return t("err.busy");
+    if (status >= 500) return t("err.server", { status });
+    if (status === 0) return t("err.offline");
+    return t("err.failed", { status });
   }
 
   function parseJson(text) {
@@ -131,18 +210,25 @@
     let stored = null;
     try { stored = localStorage.getItem(LANG_STORAGE_KEY); } catch { /* private mode */ }
     const chosen = stored || browser;
-    const codes = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
-    for (const code of codes) {
-      const option = make("option", null, `${languageName(code)} (${code})`);
-      option.value = code;
-      el.targetLang.append(option);
-    }
-    el.targetLang.value = chosen;
+    state.targetChoices = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
+    fillTargetLanguages(chosen);
     el.targetLang.addEventListener("change", () => {
       try { localStorage.setItem(LANG_STORAGE_KEY, el.targetLang.value); } catch { /* ignore */ }
       // Translations depend on the target: ask again for the photo on screen.
       if (state.photo && state.result) analyze();
     });
+  }
+
+  // Language names follow the page's language.
+  function fillTargetLanguages(chosen) {
+    const value = chosen || el.targetLang.value;
+    el.targetLang.replaceChildren();
+    for (const code of state.targetChoices || TARGET_LANGUAGES) {
+      const option = make("option", null, `${languageName(code)} (${code})`);
+      option.value = code;
+      el.targetLang.append(option);
+    }
+    el.targetLang.value = value;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -179,7 +265,7 @@
       document.body.classList.remove("dragging");
       const file = firstImage(e.dataTransfer.files);
       if (file) handleFile(file);
-      else showError("That was not an image file. Drop a photo (JPEG, PNG, WebP…).", null);
+      else showError(t("err.not_image_drop"), null);
     });
     document.addEventListener("paste", (e) => {
       const files = e.clipboardData ? e.clipboardData.files : null;
@@ -232,7 +318,7 @@
       img.onload = () => { URL.revokeObjectURL(url); resolve(img); };
       img.onerror = () => {
         URL.revokeObjectURL(url);
-        reject(new UserError("This file could not be opened as a photo. Try a JPEG or PNG."));
+        reject(new UserError(t("err.cannot_open")));
       };
       img.src = url;
     });
@@ -240,7 +326,7 @@
 
   function canvasToBlob(canvas, type, quality) {
     return new Promise((resolve, reject) => {
-      canvas.toBlob((b) => (b ? resolve(b) : reject(new UserError("Could not prepare the photo."))), type, quality);
+      canvas.toBlob((b) => (b ? resolve(b) : reject(new UserError(t("err.cannot_prepare")))), type, quality);
     });
   }
 
@@ -284,8 +370,10 @@
   async function handleFile(file) {
     cancelInFlight();
     const generation = ++state.generation;
+    await state.i18nReady;
+    if (generation !== state.generation) return;
     show(el.progress);
-    setProgress("Preparing photo…", 0);
+    setProgress(t("progress.preparing"), 0);
     try {
       const photo = await preparePhoto(file);
       if (generation !== state.generation) return;
@@ -296,7 +384,7 @@
       analyze();
     } catch (err) {
       if (generation !== state.generation) return;
-      showError(err instanceof UserError ? err.message : "This file could not be opened as a photo. Try a JPEG or PNG.",
+      showError(err instanceof UserError ? err.message : t("err.cannot_open"),
         () => handleFile(file));
     }
   }
@@ -365,7 +453,7 @@
     show(el.progress);
     el.progressSteps.replaceChildren();
     delete el.progress.dataset.stage;
-    setProgress("Uploading photo… 0%", 0);
+    setProgress(t("progress.uploading", { pct: 0 }), 0);
 
     const form = new FormData();
     const name = photo.blob.type === "image/png" ? "photo.png" : photo.blob.type === "image/webp" ? "photo.webp" : "photo.jpg";
@@ -375,7 +463,7 @@
     try {
       upload = postWithProgress("/api/v1/analyze", form, (fraction) => {
         const pct = Math.round(fraction * 100);
-        setProgress(fraction < 1 ? `Uploading photo… ${pct}%` : "Upload complete, analysing…", fraction * 40);
+        setProgress(fraction < 1 ? t("progress.uploading", { pct }) : t("progress.uploaded"), fraction * 40);
       });
       let { status, body } = await upload.promise;
       upload = null;
@@ -385,7 +473,7 @@
       if (!result) {
         const statusUrl = (body && safeUrl(body.status_url)) ||
           (state.jobId ? `/api/v1/jobs/${encodeURIComponent(state.jobId)}` : null);
-        if (!statusUrl) throw new UserError("The server answered without a job to follow.");
+        if (!statusUrl) throw new UserError(t("err.no_job"));
         stagePercent = 0;
         stagesSeen = new Set();
         showStage("uploaded");
@@ -397,38 +485,30 @@
     } catch (err) {
       if (err.name === "AbortError" || generation !== state.generation) return;
       state.request = null;
-      showError(err instanceof UserError ? err.message : `Something went wrong: ${err.message}`, analyze);
+      showError(err instanceof UserError ? err.message : t("err.generic", { message: err.message }), analyze);
     }
   }
 
   // Where the analysis is: the job's latest stage (server-sent events, else polling).
   // The bar only moves forward: in a fleet the two branches' stages interleave.
   const STAGE_PERCENT = { uploaded: 45, detecting: 55, searching: 70, reading_text: 80, translating: 90, done: 100 };
-  const STAGE_WORDS = {
-    uploaded: "Photo uploaded, starting…",
-    detecting: "Finding objects…",
-    searching: "Searching the catalog…",
-    reading_text: "Reading text…",
-    translating: "Translating…",
-    done: "Done",
-  };
-  // The chips under the bar: short names; a stage the job skipped (no catalog) gets no tick.
-  const STAGE_STEPS = { uploaded: "Uploaded", detecting: "Objects", searching: "Catalog", reading_text: "Text", translating: "Translation" };
+  // The chips under the bar (step.* messages); a stage the job skipped (no catalog) gets no tick.
+  const STAGE_STEPS = ["uploaded", "detecting", "searching", "reading_text", "translating"];
   let stagePercent = 0;
   let stagesSeen = new Set();
 
   function showStage(stage, queued) {
-    if (!(stage in STAGE_WORDS)) return;
+    if (!(stage in STAGE_PERCENT)) return;
     stagePercent = Math.max(stagePercent, STAGE_PERCENT[stage]);
     stagesSeen.add(stage);
-    const words = queued && stage === "uploaded" ? "Waiting for a free worker…" : STAGE_WORDS[stage];
+    const words = t(queued && stage === "uploaded" ? "stage.queued" : `stage.${stage}`);
     setProgress(words, stagePercent);
     el.progress.dataset.stage = stage;
     // One chip per stage: done, the current one, or still to come.
     const steps = el.progressSteps;
     if (!steps.children.length) {
-      for (const name of Object.keys(STAGE_STEPS)) {
-        const step = make("li", "step", STAGE_STEPS[name]);
+      for (const name of STAGE_STEPS) {
+        const step = make("li", "step", t(`step.${name}`));
         step.dataset.stage = name;
         steps.append(step);
       }
@@ -451,7 +531,7 @@
       const stop = () => { source.close(); clearTimeout(timer); };
       const timer = setTimeout(() => {
         stop();
-        reject(new UserError("The analysis is taking too long. The server may be busy; please try again."));
+        reject(new UserError(t("err.too_long")));
       }, ANALYSIS_TIMEOUT_MS);
       signal.addEventListener("abort", () => { stop(); reject(new DOMException("aborted", "AbortError")); }, { once: true });
       source.addEventListener("progress", (e) => {
@@ -483,11 +563,11 @@
     const jobStatus = body && body.status;
     if (jobStatus === "done") {
       const result = extractResult(body);
-      if (!result) throw new UserError("The analysis finished without a result.");
+      if (!result) throw new UserError(t("err.no_result"));
       return result;
     }
     throw new UserError((body && body.message) || (body && body.error && body.error.message) ||
-      "The analysis failed on the server.");
+      t("err.analysis_failed"));
   }
 
   async function pollJob(statusUrl, signal) {
@@ -500,7 +580,7 @@
       if (jobStatus === "done" || jobStatus === "failed") return jobOutcome(body);
       const elapsed = Date.now() - started;
       if (elapsed > ANALYSIS_TIMEOUT_MS) {
-        throw new UserError("The analysis is taking too long. The server may be busy; please try again.");
+        throw new UserError(t("err.too_long"));
       }
       showStage(body.stage || "uploaded", jobStatus === "queued");
       await sleep(delay, signal);
@@ -538,12 +618,10 @@
     el.translations.hidden = true;
     el.copyAll.disabled = blocks.length === 0;
 
-    const parts = [];
-    parts.push(regions.length === 1 ? "1 region" : `${regions.length} regions`);
-    parts.push(blocks.length === 1 ? "1 text block" : `${blocks.length} text blocks`);
+    const parts = [tn("summary.regions", regions.length), tn("summary.blocks", blocks.length)];
     el.summary.textContent = regions.length || blocks.length
-      ? `${parts.join(" · ")}. Tap a dot or text.`
-      : "Nothing stood out. Drag a box around what you want to search.";
+      ? t("summary.tap", { parts: parts.join(" · ") })
+      : t("summary.nothing");
     if (Array.isArray(result.warnings) && result.warnings.length) {
       el.summary.textContent += ` (${result.warnings.join("; ")})`;
     }
@@ -567,9 +645,9 @@
     if (side) dot.classList.add(side);
     dot.style.left = `${(100 * cx) / width}%`;
     dot.style.top = `${(100 * cy) / height}%`;
-    const what = region.label || (region.kind === "salient" ? "salient area" : region.kind || "region");
+    const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const count = Array.isArray(region.matches) ? region.matches.length : 0;
-    dot.setAttribute("aria-label", `Region ${number}: ${what}, ${count} similar ${count === 1 ? "item" : "items"}`);
+    dot.setAttribute("aria-label", tn("dot.aria", count, { n: number, what }));
     dot.dataset.kind = region.kind || "";
     dot.addEventListener("click", () => {
       selectMark(dot);
@@ -647,9 +725,10 @@
     const button = make("button", "text-box");
     button.type = "button";
     placePolygon(button, polygonGeometry(block.polygon), width, height);
-    const lang = block.language ? ` (${languageName(block.language)})` : "";
     // setAttribute on a non-URL attribute cannot run script; the text stays text.
-    button.setAttribute("aria-label", `Text${lang}: ${block.text || ""}`);
+    button.setAttribute("aria-label", block.language
+      ? t("text.aria", { language: languageName(block.language), text: block.text || "" })
+      : t("text.aria_unknown", { text: block.text || "" }));
     button.addEventListener("click", () => {
       selectMark(button);
       el.selection.hidden = true;
@@ -731,7 +810,7 @@
     el.translateToggle.addEventListener("click", () => {
       const on = el.translateToggle.getAttribute("aria-pressed") !== "true";
       el.translateToggle.setAttribute("aria-pressed", String(on));
-      el.translateToggle.textContent = on ? "Show original" : "Translate";
+      el.translateToggle.textContent = t(on ? "toolbar.show_original" : "toolbar.translate");
       el.translations.hidden = !on;
       fitTranslations();
     });
@@ -761,7 +840,7 @@
   }
 
   function openRegionPanel(region, number) {
-    const what = region.label || (region.kind === "salient" ? "Salient area" : "Region");
+    const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const body = openPanel(`${number}. ${what}`);
     renderMatches(body, Array.isArray(region.matches) ? region.matches : []);
     focusPanel();
@@ -771,14 +850,13 @@
     const sorted = [...matches].sort((a, b) => (b.score || 0) - (a.score || 0));
     if (!sorted.length) {
       const empty = make("div", "empty");
-      empty.append(make("p", "empty-title", "No similar items"));
-      empty.append(make("p", "hint small",
-        "Nothing in the catalog is close enough to this part of the photo. Try dragging a tighter box around it."));
+      empty.append(make("p", "empty-title", t("matches.none_title")));
+      empty.append(make("p", "hint small", t("matches.none_hint")));
       body.append(empty);
       return;
     }
     const list = make("ol", "matches");
-    list.setAttribute("aria-label", "Similar items, best first");
+    list.setAttribute("aria-label", t("matches.aria"));
     for (const match of sorted) list.append(makeMatch(match));
     body.append(list);
   }
@@ -801,10 +879,10 @@
     else thumb.classList.add("no-thumb");
     thumb.addEventListener("error", () => { thumb.removeAttribute("src"); thumb.classList.add("no-thumb"); });
     const text = make("div", "match-text");
-    const title = make("span", "match-title", match.title || `Item ${match.item_id}`);
+    const title = make("span", "match-title", match.title || t("match.item", { id: match.item_id }));
     title.dir = "auto";
     const score = typeof match.score === "number" ? match.score : 0;
-    const scoreLine = make("span", "match-score", `similarity ${score.toFixed(2)}`);
+    const scoreLine = make("span", "match-score", t("match.similarity", { score: score.toFixed(2) }));
     const meter = make("meter", "match-meter");
     meter.min = 0; meter.max = 1; meter.value = Math.max(0, Math.min(1, score));
     meter.setAttribute("aria-hidden", "true");
@@ -815,37 +893,39 @@
   }
 
   function openTextPanel(block) {
-    const body = openPanel("Text");
+    const body = openPanel(t("panel.text"));
     const original = make("p", "text-original", block.text || "");
     original.dir = "auto";
     if (block.language) original.lang = block.language;
-    const conf = typeof block.language_confidence === "number" ? ` · ${Math.round(block.language_confidence * 100)}% sure` : "";
-    const meta = make("p", "text-meta", `Language: ${languageName(block.language)}${block.language ? ` (${block.language})` : ""}${conf}`);
+    const conf = typeof block.language_confidence === "number"
+      ? ` · ${t("text.sure", { pct: Math.round(block.language_confidence * 100) })}` : "";
+    const language = `${languageName(block.language)}${block.language ? ` (${block.language})` : ""}`;
+    const meta = make("p", "text-meta", `${t("text.language", { language })}${conf}`);
     body.append(meta, original);
 
     const target = block.translation_language || el.targetLang.value;
-    body.append(make("h3", "text-heading", `Translation (${languageName(target)})`));
+    body.append(make("h3", "text-heading", t("text.translation_heading", { language: languageName(target) })));
     if (block.translation) {
       const translated = make("p", "text-translation", block.translation);
       translated.dir = "auto";
       translated.lang = target;
       body.append(translated);
     } else {
-      body.append(make("p", "text-note", block.translation_note || "No translation available."));
+      body.append(make("p", "text-note", block.translation_note || t("text.no_translation")));
     }
 
     const actions = make("div", "panel-actions");
-    const copyText = make("button", "button small", "Copy text");
+    const copyText = make("button", "button small", t("text.copy"));
     copyText.type = "button";
     copyText.addEventListener("click", () => copy(block.text || ""));
     actions.append(copyText);
     if (block.translation) {
-      const copyTranslation = make("button", "button small", "Copy translation");
+      const copyTranslation = make("button", "button small", t("text.copy_translation"));
       copyTranslation.type = "button";
       copyTranslation.addEventListener("click", () => copy(block.translation));
       actions.append(copyTranslation);
     }
-    const copyAll = make("button", "button small", "Copy all text");
+    const copyAll = make("button", "button small", t("text.copy_all"));
     copyAll.type = "button";
     copyAll.addEventListener("click", copyAllText);
     actions.append(copyAll);
@@ -856,7 +936,7 @@
   async function copy(text) {
     try {
       await navigator.clipboard.writeText(text);
-      toast("Copied");
+      toast(t("toast.copied"));
     } catch {
       // Older browsers or no permission: the selection-based fallback.
       const area = make("textarea", "visually-hidden");
@@ -865,7 +945,7 @@
       area.select();
       const ok = document.execCommand && document.execCommand("copy");
       area.remove();
-      toast(ok ? "Copied" : "Could not copy: your browser blocked the clipboard");
+      toast(t(ok ? "toast.copied" : "err.copy_blocked"));
     }
   }
 
@@ -934,8 +1014,8 @@
 
   async function searchBox(box) {
     selectMark(null);
-    const body = openPanel("Selected area");
-    const status = make("p", "searching-text", "Searching the catalog…");
+    const body = openPanel(t("select.title"));
+    const status = make("p", "searching-text", t("select.searching"));
     status.setAttribute("role", "status");
     body.append(status);
     el.selection.classList.add("searching");
@@ -949,9 +1029,9 @@
       if (generation !== state.generation) return;
       body.replaceChildren();
       const failed = make("div", "empty");
-      failed.append(make("p", "empty-title", "Search failed"));
-      failed.append(make("p", "hint small", err instanceof UserError ? err.message : "Something went wrong."));
-      const retry = make("button", "button small", "Try again");
+      failed.append(make("p", "empty-title", t("select.failed")));
+      failed.append(make("p", "hint small", err instanceof UserError ? err.message : t("err.something")));
+      const retry = make("button", "button small", t("select.retry"));
       retry.type = "button";
       retry.addEventListener("click", () => searchBox(box));
       failed.append(retry);
@@ -1001,7 +1081,7 @@
 
   function matchesOf(body) {
     if (body && Array.isArray(body.matches)) return body.matches;
-    throw new UserError("The server's answer had no matches list.");
+    throw new UserError(t("err.no_matches_list"));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -1015,8 +1095,15 @@
     el.fileInput.focus();
   }
 
+  // After a change of UI language: words drawn from data are drawn again.
+  function rerender() {
+    if (state.result && !el.result.hidden) showResult(state.result);
+  }
+
   function init() {
     initLanguagePicker();
+    // Catalogs load while the page is wired; a photo brought in meanwhile waits for them.
+    state.i18nReady = initUiLanguagePicker();
     initInputs();
     initTranslateToggle();
     initBoxSelection();
@@ -1030,7 +1117,7 @@
       if (e.key === "Escape" && !el.panel.hidden) closePanel();
     });
     el.photo.addEventListener("load", fitTranslations);
-    document.body.classList.add("ready");
+    state.i18nReady.then(() => document.body.classList.add("ready"));
   }
 
   init();
