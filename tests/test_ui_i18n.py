@@ -121,7 +121,7 @@ def test_japanese_browser_then_the_switch_to_vietnamese_is_remembered(browser, s
     assert page.evaluate("document.documentElement.lang") == "ja"
     shot(page, "i18n-ja-start-phone")
     page.select_option("#ui-lang", "vi")
-    page.wait_for_function("document.documentElement.lang === 'vi'")
+    page.wait_for_selector("html[lang='vi']", state="attached")
     assert page.text_content("#picker-title") == vi["picker.title"]
     assert page.text_content("label[for='camera-input']").strip() == vi["picker.take_photo"]
     page.reload()

@@ -65,6 +65,11 @@ def test_progress_shows_each_stage_as_the_job_enters_it(browser, slow_server, bu
     page.screenshot(path=str(ARTIFACTS / f"progress-reading-{viewport}.png"))
     assert page.evaluate("document.querySelector('#progress-bar').value") > detecting_bar
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+    # No catalog here: a dot says so instead of listing unrelated items.
+    page.locator("#overlay .dot").first.click()
+    page.wait_for_selector("#panel:not([hidden]) .empty-title")
+    assert page.text_content("#panel .empty-title") == "No close match in the catalog"
+    page.screenshot(path=str(ARTIFACTS / f"no-close-match-{viewport}.png"))
 
     labels = page.evaluate("window.__labels")
     assert "Finding objects…" in labels and "Reading text…" in labels, labels

@@ -16,6 +16,13 @@
   const ANALYSIS_TIMEOUT_MS = 180000;
   // A pointer drag shorter than this (CSS px) is a tap, not a box.
   const MIN_DRAG_PX = 12;
+  // WCAG 2.2 target size (minimum): anything tappable is at least this big (CSS px); smaller
+  // text outlines get an invisible margin that takes the taps.
+  const MIN_TARGET_PX = 24;
+  // Arrow keys move a selection corner by this share of the photo; the search runs again this
+  // long after the last key press.
+  const KEY_NUDGE = 0.02;
+  const KEY_SEARCH_DELAY_MS = 500;
   const LANG_STORAGE_KEY = "lens.targetLang";
   const UI_LANG_STORAGE_KEY = "lens.uiLang";
   // The page's own languages: one message catalog each under /static/i18n/ (en is the fallback
@@ -34,7 +41,9 @@
     fileInput: $("file-input"), progress: $("progress"), progressText: $("progress-text"),
     progressBar: $("progress-bar"), progressSteps: $("progress-steps"), cancel: $("cancel-button"), error: $("error"),
     errorText: $("error-text"), retry: $("retry-button"), errorNewPhoto: $("error-new-photo"),
-    result: $("result"), newPhoto: $("new-photo-button"), translateToggle: $("translate-toggle"),
+    result: $("result"), newPhoto: $("new-photo-button"), modes: $("modes"),
+    modeButtons: Array.from(document.querySelectorAll("#modes .mode")), stageHint: $("stage-hint"),
+    placeholder: $("panel-placeholder"),
     copyAll: $("copy-all-button"), summary: $("result-summary"), stage: $("stage"),
     frame: $("photo-frame"), photo: $("photo"), translations: $("translations-layer"),
     overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
@@ -49,6 +58,9 @@
     request: null, // {abort()} of the work in flight
     retry: null, // function that repeats the last failed action
     returnFocus: null,
+    mode: "search", // search | text | translate
+    box: null, // the selection box in photo pixels, while one is shown
+    textSearch: null, // a promise: does this server's /api/v1/search take `text`?
     generation: 0, // bumps on every new action so late answers of old ones are ignored
   };
 
@@ -380,6 +392,7 @@
       if (state.photo) URL.revokeObjectURL(state.photo.url);
       state.photo = photo;
       state.result = null;
+      state.mode = "search"; // a new photo starts in Search
       state.jobId = null;
       analyze();
     } catch (err) {
@@ -594,7 +607,7 @@
   function showResult(result) {
     state.result = result;
     closePanel(false);
-    el.selection.hidden = true;
+    hideSelection();
     el.overlay.replaceChildren();
     el.translations.replaceChildren();
     el.photo.src = state.photo.url;
@@ -613,9 +626,14 @@
     });
 
     const hasTranslations = blocks.some((b) => b.translation);
-    el.translateToggle.disabled = !hasTranslations;
-    el.translateToggle.setAttribute("aria-pressed", "false");
-    el.translations.hidden = true;
+    const modeText = el.modeButtons.find((b) => b.dataset.mode === "text");
+    const modeTranslate = el.modeButtons.find((b) => b.dataset.mode === "translate");
+    modeText.disabled = blocks.length === 0;
+    modeText.title = blocks.length ? "" : t("hint.no_text");
+    modeTranslate.disabled = !hasTranslations;
+    modeTranslate.title = hasTranslations ? "" : (blocks.length
+      ? t("hint.no_translation", { language: languageName(el.targetLang.value) }) : t("hint.no_text"));
+    setMode(state.mode === "translate" && !hasTranslations ? "search" : state.mode === "text" && !blocks.length ? "search" : state.mode, false);
     el.copyAll.disabled = blocks.length === 0;
 
     const parts = [tn("summary.regions", regions.length), tn("summary.blocks", blocks.length)];
@@ -625,8 +643,44 @@
     if (Array.isArray(result.warnings) && result.warnings.length) {
       el.summary.textContent += ` (${result.warnings.join("; ")})`;
     }
-    const first = el.overlay.querySelector("button");
+    requestAnimationFrame(enlargeSmallTargets);
+    const first = el.overlay.querySelector(state.mode === "search" ? "button" : ".text-box");
     if (first) first.focus({ preventScroll: true });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Modes: Search (dots, boxes, text outlines), Text (text only), Translate (drawn in place).
+
+  function setMode(mode, focusFirst = true) {
+    state.mode = mode;
+    el.result.dataset.mode = mode;
+    for (const button of el.modeButtons) button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
+    el.translations.hidden = mode !== "translate";
+    el.stageHint.textContent = t(`hint.${mode}`);
+    el.placeholder.textContent = t(`hint.${mode}`);
+    if (!el.panel.hidden) closePanel(false);
+    hideSelection();
+    fitTranslations();
+    requestAnimationFrame(enlargeSmallTargets);
+    if (focusFirst) {
+      const first = el.overlay.querySelector(mode === "search" ? ".dot" : ".text-box");
+      if (first) first.focus({ preventScroll: true });
+    }
+  }
+
+  function initModes() {
+    for (const button of el.modeButtons) {
+      button.addEventListener("click", () => { if (!button.disabled) setMode(button.dataset.mode, false); });
+    }
+  }
+
+  // A text outline smaller than MIN_TARGET_PX gets a transparent margin (CSS ::after, sized by
+  // these variables) so that a finger can still hit it; the drawn outline keeps the text's size.
+  function enlargeSmallTargets() {
+    for (const box of el.overlay.querySelectorAll(".text-box")) {
+      box.style.setProperty("--hit-x", `${Math.max(0, (MIN_TARGET_PX - box.clientWidth) / 2)}px`);
+      box.style.setProperty("--hit-y", `${Math.max(0, (MIN_TARGET_PX - box.clientHeight) / 2)}px`);
+    }
   }
 
   // Percent positions keep every mark in place whatever size the photo is drawn at.
@@ -651,7 +705,7 @@
     dot.dataset.kind = region.kind || "";
     dot.addEventListener("click", () => {
       selectMark(dot);
-      showRegionBox(region.box, width, height);
+      showRegionBox(region.box);
       openRegionPanel(region, number);
     });
     return dot;
@@ -686,10 +740,25 @@
     return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
   }
 
-  function showRegionBox(box, width, height) {
-    el.selection.hidden = false;
+  function showRegionBox(box) {
     el.selection.classList.remove("searching");
-    placeBox(el.selection, box, width, height);
+    showSelection(box);
+  }
+
+  function photoSize() {
+    return [(state.result && state.result.width) || state.photo.width, (state.result && state.result.height) || state.photo.height];
+  }
+
+  function showSelection(box) {
+    const [width, height] = photoSize();
+    state.box = box.map((v) => Math.round(v));
+    el.selection.hidden = false;
+    placeBox(el.selection, state.box, width, height);
+  }
+
+  function hideSelection() {
+    state.box = null;
+    el.selection.hidden = true;
   }
 
   // Geometry of a (possibly rotated) text polygon: centre, side lengths, angle.
@@ -731,7 +800,7 @@
       : t("text.aria_unknown", { text: block.text || "" }));
     button.addEventListener("click", () => {
       selectMark(button);
-      el.selection.hidden = true;
+      hideSelection();
       openTextPanel(block);
     });
     return button;
@@ -806,15 +875,11 @@
     }
   }
 
-  function initTranslateToggle() {
-    el.translateToggle.addEventListener("click", () => {
-      const on = el.translateToggle.getAttribute("aria-pressed") !== "true";
-      el.translateToggle.setAttribute("aria-pressed", String(on));
-      el.translateToggle.textContent = t(on ? "toolbar.show_original" : "toolbar.translate");
-      el.translations.hidden = !on;
-      fitTranslations();
-    });
-    new ResizeObserver(() => fitTranslations()).observe(el.frame);
+  function initResizeFitting() {
+    new ResizeObserver(() => { fitTranslations(); enlargeSmallTargets(); }).observe(el.frame);
+    const fit = () => { if (!el.panel.hidden) fitPanel(); };
+    window.addEventListener("resize", fit);
+    window.addEventListener("scroll", fit, { passive: true });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -824,15 +889,31 @@
     el.panelTitle.textContent = title;
     el.panelBody.replaceChildren();
     el.panel.hidden = false;
+    el.placeholder.hidden = true;
     document.body.classList.add("panel-open");
+    fitPanel();
     return el.panelBody;
   }
 
+  // Focus goes back to what opened the panel (a dot, a text outline, a selection corner).
   function closePanel(restoreFocus = true) {
+    const opener = state.returnFocus;
     el.panel.hidden = true;
+    el.placeholder.hidden = false;
     document.body.classList.remove("panel-open");
     selectMark(null);
-    if (restoreFocus && state.returnFocus && state.returnFocus.isConnected) state.returnFocus.focus();
+    if (restoreFocus && opener && opener.isConnected) opener.focus({ preventScroll: true });
+  }
+
+  // Side panel (wide screens): never taller than the window below its top edge, so its end
+  // (and its scroll bar) stays on screen whether or not the page is scrolled.
+  function fitPanel() {
+    if (!window.matchMedia("(min-width: 900px)").matches) {
+      el.panel.style.maxHeight = "";
+      return;
+    }
+    const top = Math.max(el.panel.getBoundingClientRect().top, 0);
+    el.panel.style.maxHeight = `${Math.max(200, window.innerHeight - top - 16)}px`;
   }
 
   function focusPanel() {
@@ -842,8 +923,25 @@
   function openRegionPanel(region, number) {
     const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const body = openPanel(`${number}. ${what}`);
-    renderMatches(body, Array.isArray(region.matches) ? region.matches : []);
+    renderMatches(body, closeMatches(region.matches, region, state.result));
     focusPanel();
+  }
+
+  // Only matches at or above the score floor the server reports (the retrieval calibration):
+  // `no_close_match` says there is none; `match_floor` (or `min_score`) is the floor itself,
+  // on the region, the search answer or the whole result. Without either, the server's own
+  // cut (index.min_score) already applied.
+  function closeMatches(matches, ...sources) {
+    const list = Array.isArray(matches) ? matches : [];
+    let floor = null;
+    for (const source of sources) {
+      if (!source || typeof source !== "object") continue;
+      if (source.no_close_match === true) return [];
+      for (const key of ["match_floor", "min_score"]) {
+        if (floor === null && typeof source[key] === "number") floor = source[key];
+      }
+    }
+    return floor === null ? list : list.filter((m) => typeof m.score === "number" && m.score >= floor);
   }
 
   function renderMatches(body, matches) {
@@ -925,11 +1023,102 @@
       copyTranslation.addEventListener("click", () => copy(block.translation));
       actions.append(copyTranslation);
     }
+    actions.append(listenButton(block.text || "", block.language, "text.listen"));
+    if (block.translation) actions.append(listenButton(block.translation, target, "text.listen_translation"));
     const copyAll = make("button", "button small", t("text.copy_all"));
     copyAll.type = "button";
     copyAll.addEventListener("click", copyAllText);
     actions.append(copyAll);
     body.append(actions);
+    body.append(searchTextButton(block.text || ""));
+    focusPanel();
+  }
+
+  // Listen: the browser's own speech synthesis, in the text's language, when it has a voice
+  // for it; otherwise the button says why it cannot.
+  function voiceFor(lang) {
+    if (!lang || !("speechSynthesis" in window)) return null;
+    const base = String(lang).toLowerCase().split(/[-_]/)[0];
+    return window.speechSynthesis.getVoices().find((v) => v.lang.toLowerCase().split(/[-_]/)[0] === base) || null;
+  }
+
+  function listenButton(text, lang, label) {
+    const wrap = make("span", "action");
+    const button = make("button", "button small listen", t(label));
+    button.type = "button";
+    button.dataset.lang = lang || "";
+    const note = make("span", "action-note");
+    note.id = `note-${Math.random().toString(36).slice(2)}`;
+    const update = () => {
+      const voice = voiceFor(lang);
+      button.disabled = !voice || !text;
+      note.textContent = voice ? "" : t("text.no_voice", { language: languageName(lang) });
+      note.hidden = !!voice;
+      if (voice) button.removeAttribute("aria-describedby");
+      else button.setAttribute("aria-describedby", note.id);
+    };
+    update();
+    if ("speechSynthesis" in window) window.speechSynthesis.addEventListener("voiceschanged", update, { once: true });
+    button.addEventListener("click", () => {
+      const synth = window.speechSynthesis;
+      if (synth.speaking) {
+        synth.cancel();
+        return;
+      }
+      const utterance = new SpeechSynthesisUtterance(text);
+      utterance.voice = voiceFor(lang);
+      utterance.lang = utterance.voice ? utterance.voice.lang : lang;
+      utterance.onend = utterance.onerror = () => { button.textContent = t(label); };
+      button.textContent = t("text.stop");
+      synth.speak(utterance);
+    });
+    wrap.append(button, note);
+    return wrap;
+  }
+
+  // "Search this text": the catalog by words, where the server offers it (its OpenAPI document
+  // lists a `text` field for /api/v1/search); otherwise disabled, with the reason shown.
+  function serverSearchesText() {
+    if (!state.textSearch) {
+      state.textSearch = getJson("/api/v1/openapi.json", new AbortController().signal).then(({ status, body }) => {
+        if (status !== 200 || !body) return false;
+        const content = (((body.paths || {})["/api/v1/search"] || {}).post || {}).requestBody;
+        const schema = content && content.content && content.content["application/json"];
+        return !!(schema && schema.schema && schema.schema.properties && schema.schema.properties.text);
+      }).catch(() => false);
+    }
+    return state.textSearch;
+  }
+
+  function searchTextButton(text) {
+    const wrap = make("div", "action search-text-action");
+    const button = make("button", "button small", t("text.search_this"));
+    button.type = "button";
+    button.disabled = true;
+    const note = make("span", "action-note", t("text.search_unavailable"));
+    note.id = `note-${Math.random().toString(36).slice(2)}`;
+    button.setAttribute("aria-describedby", note.id);
+    serverSearchesText().then((yes) => {
+      if (!yes || !text) return;
+      button.disabled = false;
+      note.hidden = true;
+      button.removeAttribute("aria-describedby");
+    });
+    button.addEventListener("click", () => searchText(text));
+    wrap.append(button, note);
+    return wrap;
+  }
+
+  async function searchText(text) {
+    const body = openPanel(t("text.search_this"));
+    body.append(make("p", "searching-text", t("select.searching")));
+    const response = await postJson("/api/v1/search", { text });
+    body.replaceChildren();
+    if (response.status !== 200) {
+      body.append(make("p", "hint small", errorMessage(response.status, response.body)));
+      return;
+    }
+    renderMatches(body, closeMatches(matchesOf(response.body), response.body));
     focusPanel();
   }
 
@@ -960,7 +1149,7 @@
   function initBoxSelection() {
     let start = null;
     el.overlay.addEventListener("pointerdown", (e) => {
-      if (e.button !== 0 || e.target.closest("button") || !state.result) return;
+      if (e.button !== 0 || e.target.closest("button") || !state.result || state.mode !== "search") return;
       e.preventDefault();
       const rect = el.frame.getBoundingClientRect();
       start = { x: e.clientX - rect.left, y: e.clientY - rect.top, rect, moved: false };
@@ -986,21 +1175,83 @@
       start = null;
       el.selection.classList.remove("drawing");
       if (!wasDrag) {
-        el.selection.hidden = true;
+        hideSelection();
         if (!el.panel.hidden) closePanel(false);
         return;
       }
-      const width = state.result.width || state.photo.width;
-      const height = state.result.height || state.photo.height;
+      const [width, height] = photoSize();
       const imageBox = [
         (box.x / rect.width) * width, (box.y / rect.height) * height,
         ((box.x + box.w) / rect.width) * width, ((box.y + box.h) / rect.height) * height,
-      ].map((v) => Math.round(v));
-      placeBox(el.selection, imageBox, width, height);
-      searchBox(imageBox);
+      ];
+      showSelection(imageBox);
+      searchBox(state.box);
     };
     el.overlay.addEventListener("pointerup", finish);
     el.overlay.addEventListener("pointercancel", (e) => { if (start) { start.moved = false; finish(e); } });
+    initHandles();
+  }
+
+  // Corner handles resize the box shown (a dragged one or a dot's region); letting go searches
+  // the new box. Arrow keys move a focused corner.
+  function initHandles() {
+    let drag = null;
+    let keyTimer = 0;
+    const corners = { nw: [0, 1], ne: [2, 1], sw: [0, 3], se: [2, 3] };
+    const moveCorner = (corner, x, y) => {
+      const [width, height] = photoSize();
+      const rect = el.frame.getBoundingClientRect();
+      const minW = (MIN_DRAG_PX / rect.width) * width;
+      const minH = (MIN_DRAG_PX / rect.height) * height;
+      const box = [...state.box];
+      const [ix, iy] = corners[corner];
+      box[ix] = Math.max(0, Math.min(width, x));
+      box[iy] = Math.max(0, Math.min(height, y));
+      // A corner never crosses its opposite one.
+      if (ix === 0) box[0] = Math.min(box[0], box[2] - minW); else box[2] = Math.max(box[2], box[0] + minW);
+      if (iy === 1) box[1] = Math.min(box[1], box[3] - minH); else box[3] = Math.max(box[3], box[1] + minH);
+      showSelection(box);
+    };
+    for (const handle of el.selection.querySelectorAll(".handle")) {
+      handle.addEventListener("pointerdown", (e) => {
+        if (e.button !== 0 || !state.box) return;
+        e.preventDefault();
+        e.stopPropagation();
+        drag = { corner: handle.dataset.corner, rect: el.frame.getBoundingClientRect(), moved: false };
+        handle.setPointerCapture(e.pointerId);
+      });
+      handle.addEventListener("pointermove", (e) => {
+        if (!drag) return;
+        const [width, height] = photoSize();
+        drag.moved = true;
+        moveCorner(drag.corner, ((e.clientX - drag.rect.left) / drag.rect.width) * width,
+          ((e.clientY - drag.rect.top) / drag.rect.height) * height);
+      });
+      const release = () => {
+        if (!drag) return;
+        const moved = drag.moved;
+        drag = null;
+        if (moved && state.box) {
+          state.returnFocus = handle;
+          searchBox(state.box);
+        }
+      };
+      handle.addEventListener("pointerup", release);
+      handle.addEventListener("pointercancel", release);
+      handle.addEventListener("keydown", (e) => {
+        const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[e.key];
+        if (!step || !state.box) return;
+        e.preventDefault();
+        const [width, height] = photoSize();
+        const [ix, iy] = corners[handle.dataset.corner];
+        moveCorner(handle.dataset.corner, state.box[ix] + step[0] * KEY_NUDGE * width, state.box[iy] + step[1] * KEY_NUDGE * height);
+        clearTimeout(keyTimer);
+        keyTimer = setTimeout(() => {
+          state.returnFocus = handle;
+          searchBox(state.box, false);
+        }, KEY_SEARCH_DELAY_MS);
+      });
+    }
   }
 
   function dragBox(start, e) {
@@ -1012,8 +1263,10 @@
     };
   }
 
-  async function searchBox(box) {
+  async function searchBox(box, moveFocus = true) {
+    const opener = state.returnFocus && state.returnFocus.classList.contains("handle") ? state.returnFocus : null;
     selectMark(null);
+    state.returnFocus = opener;
     const body = openPanel(t("select.title"));
     const status = make("p", "searching-text", t("select.searching"));
     status.setAttribute("role", "status");
@@ -1021,10 +1274,10 @@
     el.selection.classList.add("searching");
     const generation = ++state.generation;
     try {
-      const matches = await requestSearch(box);
+      const { matches, answer } = await requestSearch(box);
       if (generation !== state.generation) return;
       body.replaceChildren();
-      renderMatches(body, matches);
+      renderMatches(body, closeMatches(matches, answer, state.result));
     } catch (err) {
       if (generation !== state.generation) return;
       body.replaceChildren();
@@ -1039,7 +1292,7 @@
     } finally {
       if (generation === state.generation) el.selection.classList.remove("searching");
     }
-    focusPanel();
+    if (moveFocus) focusPanel();
   }
 
   // By job id when the server still holds the upload (nothing sent twice); otherwise (a cached
@@ -1047,7 +1300,7 @@
   async function requestSearch(box) {
     if (state.jobId) {
       const response = await postJson("/api/v1/search", { job_id: state.jobId, box });
-      if (response.status === 200) return matchesOf(response.body);
+      if (response.status === 200) return { matches: matchesOf(response.body), answer: response.body };
       if (response.status !== 404 && response.status !== 410) {
         throw new UserError(errorMessage(response.status, response.body));
       }
@@ -1063,7 +1316,7 @@
     }
     const body = parseJson(await response.text());
     if (response.status !== 200) throw new UserError(errorMessage(response.status, body));
-    return matchesOf(body);
+    return { matches: matchesOf(body), answer: body };
   }
 
   async function postJson(url, payload) {
@@ -1105,14 +1358,15 @@
     // Catalogs load while the page is wired; a photo brought in meanwhile waits for them.
     state.i18nReady = initUiLanguagePicker();
     initInputs();
-    initTranslateToggle();
+    initModes();
+    initResizeFitting();
     initBoxSelection();
     el.cancel.addEventListener("click", () => (state.result ? (cancelInFlight(), show(el.result)) : startOver()));
     el.retry.addEventListener("click", () => { if (state.retry) state.retry(); });
     el.errorNewPhoto.addEventListener("click", startOver);
     el.newPhoto.addEventListener("click", startOver);
     el.copyAll.addEventListener("click", copyAllText);
-    el.panelClose.addEventListener("click", () => { closePanel(); el.selection.hidden = true; });
+    el.panelClose.addEventListener("click", () => closePanel());
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && !el.panel.hidden) closePanel();
     });
