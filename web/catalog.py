@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from lens.config import Settings
@@ -16,6 +17,16 @@ def catalog_status(settings: Settings) -> dict[str, Any]:
         return {"ok": False, "detail": (
             f"no catalog in {folder}; build one with `lens index add <folder>` or `lens demo-catalog`")}
     return {"ok": True, "detail": str(folder)}
+
+
+def catalog_stamp(settings: Settings) -> str:
+    """Which saved state of the catalog a result's matches come from: part of the result cache
+    key, so that adding or removing items (API or CLI) is not answered from an older cache."""
+    try:
+        meta = json.loads((settings.catalog_dir / "catalog.json").read_text())
+    except (OSError, ValueError):
+        return "none"
+    return f"{meta.get('generation')}:{meta.get('saved_at')}"
 
 
 def require_api_key(settings: Settings, authorization: str | None) -> None:

@@ -16,6 +16,7 @@ from lens.config import Settings
 from lens.errors import LensError
 from lens.image import DecodedImage, decode_image
 from lens.pipeline import AnalyzeOptions, Pipeline
+from web.catalog import catalog_stamp
 from web.errors import ApiError
 from workers.jobs import JobRecord, new_job_id, result_cache_key, save_upload
 from workers.store import QueueUnavailableError, redacted
@@ -54,7 +55,7 @@ class Gateway:
         wait=False (the client sent `Prefer: respond-async`) the job runs on the compute thread
         and the answer is 202 at once, so that the client can follow its stages."""
         opts = options.model_dump()
-        key = result_cache_key(image.sha256, self._versions, opts)
+        key = result_cache_key(image.sha256, {**self._versions, "catalog": catalog_stamp(self.settings)}, opts)
         cached = self.jobs.cached_result(key)
         path = self.store_upload(data, image)
         job_id = new_job_id()

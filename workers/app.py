@@ -21,12 +21,14 @@ from celery import Celery
 
 from lens.config import Settings
 from workers.jobs import Jobs
-from workers.store import MemoryStore, RedisStore, Store
+from workers.store import MemoryStore, RedisStore, SqliteStore, Store, WriteThroughStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 QUEUES = ("vision", "text", "index")
+# The embedded server's result cache on disk, relative to the data dir.
+RESULT_CACHE_FILE = "cache/results.sqlite3"
 ROUTES = {
     "lens.regions": {"queue": "vision"},
     "lens.merge": {"queue": "vision"},
@@ -43,7 +45,7 @@ class Runtime:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.jobs = Jobs(settings, store)
+        self.jobs = Jobs(settings, store, results=result_store(settings, store))
         self._pipeline = None
         self._catalog_version: str | None = None
         self._lock = threading.Lock()
@@ -121,6 +123,15 @@ def limit_threads(threads: int) -> None:
         faiss.omp_set_num_threads(threads)
     except ImportError:
         pass
+
+
+def result_store(settings: Settings, store: Store) -> Store:
+    """Embedded, with the result cache on: results also go to <data_dir>/cache/results.sqlite3,
+    so a restarted server answers a photo it saw before from the cache. A fleet keeps them in
+    Redis (which outlives any one process)."""
+    if not settings.server.embedded or settings.server.result_cache_ttl_s <= 0:
+        return store
+    return WriteThroughStore(store, SqliteStore(settings.data_dir / RESULT_CACHE_FILE))
 
 
 def make_store(settings: Settings) -> Store:

@@ -104,9 +104,11 @@ def save_upload(upload_dir: Path, data: bytes, image_id: str, image_format: str)
 class Jobs:
     """Job records and results in a Store, with the TTLs from settings.server."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, results: Store | None = None) -> None:
         self.settings = settings
         self.store = store
+        # Where finished results live; the embedded server also keeps them on disk.
+        self.results = results or store
         self.ttl = settings.server.job_ttl_s
 
     # -- records and states --------------------------------------------------------------------
@@ -173,10 +175,10 @@ class Jobs:
     # -- results -------------------------------------------------------------------------------
     def save_result(self, cache_key: str, result_json: str) -> None:
         ttl = max(self.settings.server.result_cache_ttl_s, self.ttl)
-        self.store.set(f"result:{cache_key}", result_json, ttl)
+        self.results.set(f"result:{cache_key}", result_json, ttl)
 
     def result(self, cache_key: str) -> str | None:
-        return self.store.get(f"result:{cache_key}")
+        return self.results.get(f"result:{cache_key}")
 
     def cached_result(self, cache_key: str) -> str | None:
         """The result for this key if the cache is on (result_cache_ttl_s > 0)."""
