@@ -97,3 +97,39 @@ def test_events_of_an_unknown_job_are_a_404_json_error(client):
     response = client.get(f"/api/v1/jobs/{'0' * 32}/events")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "job_not_found"
+
+
+def test_when_every_stream_slot_is_taken_events_answer_503_and_polling_still_works(client, bus_jpg):
+    job_id = client.post("/api/v1/analyze", data={"image": (bus_jpg.open("rb"), "bus.jpg")}).get_json()["job_id"]
+    slots = client.application.extensions["lens_streams"]
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    try:
+        response = client.get(f"/api/v1/jobs/{job_id}/events")
+        assert response.status_code == 503 and response.get_json()["error"]["code"] == "busy"
+        assert response.headers["Retry-After"]
+        assert client.get(f"/api/v1/jobs/{job_id}").status_code == 200
+    finally:
+        for _ in range(taken):
+            slots.release()
+    # A finished stream, and one never read, give their slot back.
+    for _ in range(3):
+        with client.get(f"/api/v1/jobs/{job_id}/events") as stream:  # WSGI servers close it
+            assert stream.status_code == 200
+    client.get(f"/api/v1/jobs/{job_id}/events", buffered=False).close()
+    free = 0
+    while slots.acquire(blocking=False):
+        free += 1
+    for _ in range(free):
+        slots.release()
+    assert free == taken
+
+
+def test_the_fleet_gateway_streams_on_at_most_half_its_threads():
+    from lens.config import load_settings
+    from web.progress import EMBEDDED_MAX_STREAMS, max_streams
+
+    assert max_streams(load_settings(server={"gateway_threads": 8})) == 4
+    assert max_streams(load_settings(server={"gateway_threads": 1})) == 1
+    assert max_streams(load_settings(server={"embedded": True})) == EMBEDDED_MAX_STREAMS

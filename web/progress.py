@@ -9,18 +9,25 @@ second, and sends an event only when something changed:
 A stream closes after STREAM_MAX_S even if the job goes on; EventSource reconnects by itself
 (`retry:`), so no server thread is held for the whole of a long wait. Clients without
 EventSource poll `GET /api/v1/jobs/<id>` instead, which carries the same `stage`/`stages`.
+
+Each open stream holds one server thread. Under gunicorn (gateway_workers x gateway_threads)
+at most half of a process's threads stream at once; past that the answer is 503 `busy`, on
+which EventSource gives up and the page polls instead, so streams never starve other requests.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, stream_with_context
+from flask import Blueprint, Flask, Response, current_app
 
+from lens.config import Settings
 from lens.errors import LensError
+from web.errors import ApiError
 from web.gateway import Gateway
 
 progress = Blueprint("progress", __name__)
@@ -34,6 +41,19 @@ HEARTBEAT_S = 10.0
 STREAM_MAX_S = 55.0
 RECONNECT_MS = 1000
 FINISHED = ("done", "failed")
+# The embedded server (Werkzeug) starts a thread per connection; a household never gets near.
+EMBEDDED_MAX_STREAMS = 64
+
+
+def max_streams(settings: Settings) -> int:
+    if settings.server.embedded:
+        return EMBEDDED_MAX_STREAMS
+    return max(1, settings.server.gateway_threads // 2)
+
+
+def init_progress(app: Flask, settings: Settings) -> None:
+    app.extensions["lens_streams"] = threading.BoundedSemaphore(max_streams(settings))
+    app.register_blueprint(progress)
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
@@ -42,6 +62,35 @@ def _event(name: str, data: dict[str, Any]) -> str:
 
 def _summary(job: dict[str, Any]) -> dict[str, Any]:
     return {k: job.get(k) for k in ("job_id", "status", "stage", "stages", "message")}
+
+
+class _Stream:
+    """The response body: the events, and the stream slot given back exactly once when the
+    server closes the response (finished, client gone, or never read)."""
+
+    def __init__(self, events: Iterator[str], slot: threading.BoundedSemaphore) -> None:
+        self.events, self.slot, self.released = events, slot, False
+
+    def __iter__(self) -> _Stream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self.events)
+        except StopIteration:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.slot.release()
+
+    def close(self) -> None:
+        self._release()
+        close = getattr(self.events, "close", None)
+        if close is not None:
+            close()
 
 
 def job_events(gateway: Gateway, job_id: str, first: dict[str, Any]) -> Iterator[str]:
@@ -75,8 +124,12 @@ def job_events(gateway: Gateway, job_id: str, first: dict[str, Any]) -> Iterator
 def events(job_id: str):
     gateway: Gateway = current_app.extensions["lens_gateway"]
     first = gateway.job(job_id)  # an unknown job is a 404 JSON error, before any streaming
-    response = Response(stream_with_context(job_events(gateway, job_id, first)),
-                        mimetype="text/event-stream")
+    slot: threading.BoundedSemaphore = current_app.extensions["lens_streams"]
+    if not slot.acquire(blocking=False):
+        raise ApiError(503, "busy", "too many progress streams open; poll GET /api/v1/jobs/<id> instead",
+                       headers={"Retry-After": "5"})
+    # No request context is needed while streaming: the gateway reads the store directly.
+    response = Response(_Stream(job_events(gateway, job_id, first), slot), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     return response
