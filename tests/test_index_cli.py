@@ -65,3 +65,38 @@ def test_index_add_bad_meta_is_a_clear_error(lens_env, folder, capsys):
     bad.write_text("title,url\nx,y\n")
     assert main(["index", "add", str(folder), "--meta", str(bad)]) == 2
     assert "no 'file' column" in capsys.readouterr().err
+
+
+def test_remove_demo_keeps_your_items_and_clear_empties_the_catalog(lens_env, folder, capsys, monkeypatch):
+    """The real `lens demo-catalog` on a few of its stamps (all 421 take minutes), then the
+    operator's own items, then `index remove --demo` and `index clear`."""
+    monkeypatch.setenv("LENS_EMBED__BACKEND", "mobilenetv2")
+    from lens.config import get_settings
+    from lens.index import demo
+
+    get_settings.cache_clear()
+    few = tux_stamps()[5::90][:4]
+    monkeypatch.setattr(demo, "tux_stamps", lambda: few)
+    assert main(["demo-catalog"]) == 0
+    assert "added 4," in capsys.readouterr().out
+    (folder / "broken.jpg").unlink()
+    assert main(["index", "add", str(folder)]) == 0
+    assert "catalog now holds 10 items" in capsys.readouterr().out
+
+    assert main(["index", "remove"]) == 2
+    assert "--demo" in capsys.readouterr().err
+    assert main(["index", "remove", "--demo"]) == 0
+    assert "removed 4 item(s); catalog now holds 6 items" in capsys.readouterr().out
+    assert main(["index", "search", str(folder / "item0.png"), "-k", "10", "--json"]) == 0
+    titles = {m["title"] for m in json.loads(capsys.readouterr().out)}
+    assert titles == {f"item{i}" for i in range(6)}, "only your items are left"
+    assert main(["index", "remove", "--demo"]) == 0
+    assert "removed 0 item(s)" in capsys.readouterr().out
+
+    assert main(["index", "clear"]) == 2
+    assert "all 6 items" in capsys.readouterr().err and main(["index", "stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 6, "nothing removed without --yes"
+    assert main(["index", "clear", "--yes"]) == 0
+    assert "removed 6 item(s)" in capsys.readouterr().out
+    assert main(["index", "stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 0

@@ -270,3 +270,21 @@ def test_redis_down_readyz_and_analyze_say_503_and_service_resumes(data_dir, tmp
     finally:
         worker.stop()
         private.stop()
+
+
+def test_stages_recorded_by_the_workers_stream_to_the_client(gateway):
+    """Stages written by real worker processes into Redis reach the client as server-sent
+    events, in order, ending with the finished job."""
+    photo = osie(3)[2]
+    body = submit(gateway, photo)
+    assert body["status_url"].endswith(body["job_id"])
+    stream = gateway.get(f"{body['status_url']}/events")
+    assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+    chunks = [c for c in stream.get_data(as_text=True).split("\n\n") if c.startswith("event: ")]
+    names = [c.split("\n", 1)[0].removeprefix("event: ") for c in chunks]
+    assert names[-1] == "end", names
+    job = json.loads(chunks[-1].split("data: ", 1)[1])
+    assert job["status"] == "done" and job["result"]["image_id"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    stages = [s["stage"] for s in job["stages"]]
+    assert stages[0] == "uploaded" and stages[-1] == "done"
+    assert {"detecting", "reading_text"} <= set(stages), stages

@@ -103,12 +103,22 @@ class Session:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.page.on("response", self._remember)
+        self.streamed_jobs: list[tuple[str, int]] = []  # job URL, results seen when it began
+        self.page.on("request", self._remember_stream)
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("console", lambda msg: "Content Security Policy" in msg.text and self.errors.append(msg.text))
         self.page.goto(server.url)
 
+    def _remember_stream(self, request) -> None:
+        # The page follows a job over its event stream (/api/v1/jobs/<id>/events); the stream's
+        # body may be cut when the page closes it after `end`, so the job is read afterwards.
+        if request.url.endswith("/events"):
+            self.streamed_jobs.append((request.url.removesuffix("/events"), len(self.results)))
+
     def _remember(self, response) -> None:
+        if response.url.endswith("/events"):
+            return
         if "/api/v1/analyze" in response.url or "/api/v1/jobs/" in response.url:
             try:
                 body = response.json()
@@ -128,6 +138,14 @@ class Session:
         page.wait_for_selector("#result:not([hidden]), #error:not([hidden])", timeout=ANALYSIS_TIMEOUT_MS)
         if page.is_visible("#error"):
             pytest.fail(f"the page shows an error: {page.text_content('#error-text')}\n{self.server.log()}")
+        if len(self.results) == before and self.streamed_jobs and self.streamed_jobs[-1][1] >= before:
+            import json
+            import urllib.request
+
+            with urllib.request.urlopen(self.streamed_jobs[-1][0], timeout=30) as response:
+                job = json.loads(response.read())
+            if job.get("status") == "done" and isinstance(job.get("result"), dict):
+                self.results.append(job["result"])
         assert len(self.results) > before, "the page shows a result the API did not send"
 
     def shot(self, step: str) -> None:
@@ -256,8 +274,8 @@ def test_portuguese_sign_is_read_translated_drawn_in_place_and_copied(session_fa
     page.wait_for_selector("#toast:not([hidden])")
     assert page.evaluate("navigator.clipboard.readText()") == block["text"]
 
-    page.click("#translate-toggle")
-    assert page.get_attribute("#translate-toggle", "aria-pressed") == "true"
+    page.click("#mode-translate")
+    assert page.get_attribute("#mode-translate", "aria-pressed") == "true"
     drawn = page.locator("#translations-layer .translation")
     assert drawn.count() == sum(1 for b in blocks if b["translation"])
     fit = page.evaluate(
@@ -309,7 +327,7 @@ def test_text_that_looks_like_html_is_shown_as_text_and_never_runs(session_facto
     page.wait_for_selector("#panel:not([hidden]) .text-original")
     assert page.text_content("#panel .text-original") == block["text"]
     if block.get("translation"):
-        page.click("#translate-toggle")
+        page.click("#mode-translate")
         drawn = page.locator("#translations-layer .translation").nth(0)
         assert drawn.text_content() == block["translation"]
         assert drawn.locator("img").count() == 0
@@ -333,3 +351,110 @@ def test_gateway_page_has_no_inline_code_and_a_strict_csp_if_any(lens_server):
     assert 'src="/static/app.js"' in html
     if csp:
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, csp
+
+
+# -- lens-like interaction ---------------------------------------------------------------------
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_selection_corners_resize_the_box_and_search_again_on_release(session_factory, bus_jpg, viewport):
+    s = session_factory(viewport)
+    page = s.page
+    result = s.analyze(bus_jpg)
+    page.locator("#overlay .dot").first.click()
+    page.wait_for_selector("#selection:not([hidden]) .handle[data-corner='se']")
+    first_box = result["regions"][0]["box"]
+    handle = page.locator("#selection .handle[data-corner='se']").bounding_box()
+    assert handle["width"] >= 24 and handle["height"] >= 24
+    corner = page.locator("#selection").bounding_box()
+    cx, cy = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    with page.expect_request("**/api/v1/search") as request_info:
+        page.mouse.move(cx, cy)
+        page.mouse.down()
+        page.mouse.move(cx - corner["width"] * 0.3, cy - corner["height"] * 0.3, steps=5)
+        page.mouse.up()
+    page.wait_for_selector("#panel:not([hidden]) .match, #panel:not([hidden]) .empty", timeout=60_000)
+    assert page.text_content("#panel-title") == "Selected area"
+    sent = request_info.value.post_data_json
+    assert sent["box"][0] == pytest.approx(first_box[0], abs=0.02 * result["width"])
+    assert sent["box"][2] < first_box[2] - 0.15 * (first_box[2] - first_box[0]), (sent, first_box)
+    assert sent["box"][3] < first_box[3] - 0.15 * (first_box[3] - first_box[1]), (sent, first_box)
+    assert page.is_visible("#selection"), "the box stays, to be adjusted again"
+    s.shot("handles-resized")
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_focus_returns_to_the_dot_and_the_panel_stays_in_the_window(session_factory, bus_jpg, viewport):
+    s = session_factory(viewport)
+    page = s.page
+    s.analyze(bus_jpg)
+    dot = page.locator("#overlay .dot").nth(1)
+    before = page.locator("#photo-frame").bounding_box()
+    dot.click()
+    page.wait_for_selector("#panel:not([hidden]) .match", timeout=10_000)
+    after = page.locator("#photo-frame").bounding_box()
+    size = VIEWPORTS[viewport]
+    panel = page.locator("#panel").bounding_box()
+    assert panel["x"] >= 0 and panel["x"] + panel["width"] <= size["width"] + 0.5, panel
+    assert panel["y"] + panel["height"] <= size["height"] + 0.5, panel
+    if viewport == "desktop":  # on a phone the photo shrinks into the half above the sheet
+        assert abs(after["x"] - before["x"]) <= 1 and abs(after["width"] - before["width"]) <= 1, (before, after)
+    s.shot("panel-open")
+    page.keyboard.press("Escape")
+    assert page.locator("#panel").is_hidden()
+    assert page.evaluate("document.activeElement.classList.contains('dot')")
+    assert page.evaluate("document.activeElement.textContent") == "2"
+    dot.click()
+    page.wait_for_selector("#panel:not([hidden])")
+    page.click("#panel-close")
+    assert page.evaluate("document.activeElement.textContent") == "2", "the close button gives focus back too"
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_search_text_translate_modes_and_the_actions_of_a_text_block(session_factory, text_photos, viewport):
+    s = session_factory(viewport)
+    page = s.page
+    result = s.analyze(text_photos["pt"])
+    assert page.get_attribute("#mode-search", "aria-pressed") == "true"
+    s.shot("mode-search")
+
+    page.click("#mode-text")
+    assert page.get_attribute("#mode-text", "aria-pressed") == "true"
+    assert page.locator("#overlay .dot:visible").count() == 0
+    boxes = page.locator("#overlay .text-box")
+    assert boxes.count() == len(result["text_blocks"]) >= 1
+    # Every outline takes taps over at least 24 x 24 px, however small the text is drawn.
+    hits = page.evaluate("""() => [...document.querySelectorAll('#overlay .text-box')].map((box) => {
+        const r = box.getBoundingClientRect(), cx = r.left + r.width / 2, cy = r.top + r.height / 2;
+        const probes = [[cx, cy - 11.5], [cx, cy + 11.5], [cx - 11.5, cy], [cx + 11.5, cy]];
+        return {w: r.width, h: r.height, ok: probes.every(([x, y]) => {
+            const hit = document.elementFromPoint(x, y); return hit === box || (hit && hit.closest('.text-box') === box); })};
+    })""")
+    assert all(h["ok"] for h in hits), hits
+    s.shot("mode-text")
+
+    index = next(i for i, b in enumerate(result["text_blocks"]) if "mercado" in b["text"].lower())
+    boxes.nth(index).click()
+    page.wait_for_selector("#panel:not([hidden]) .text-original")
+    assert page.locator("#panel button:has-text('Copy text')").is_enabled()
+    listen = page.locator("#panel button.listen").first
+    voices = page.evaluate("speechSynthesis.getVoices().filter(v => v.lang.startsWith('pt')).length")
+    if voices:
+        assert listen.is_enabled()
+    else:  # headless Chromium has no voices: disabled, and it says why
+        assert listen.is_disabled()
+        assert "Portuguese" in page.text_content("#panel .action-note")
+    search_text = page.locator("#panel button:has-text('Search this text')")
+    assert search_text.count() == 1
+    if search_text.is_disabled():
+        assert page.is_visible("#panel .search-text-action .action-note")
+    s.shot("text-actions")
+    page.keyboard.press("Escape")
+    assert page.evaluate("document.activeElement.classList.contains('text-box')")
+
+    page.click("#mode-translate")
+    assert page.get_attribute("#mode-translate", "aria-pressed") == "true"
+    assert page.is_visible("#translations-layer")
+    assert page.locator("#overlay .dot:visible").count() == 0
+    s.shot("mode-translate")
+    page.click("#mode-search")
+    assert page.is_hidden("#translations-layer")
+    assert page.locator("#overlay .dot:visible").count() == len(result["regions"])

@@ -80,7 +80,7 @@ def test_page_loads_under_strict_csp_and_fits_the_screen(browser, static_ui, vie
     # The visible buttons open the hidden inputs; keyboard users reach them with Tab.
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") in {"target-lang", "camera-input", "file-input"}
+    assert page.evaluate("document.activeElement.id") in {"ui-lang", "target-lang", "camera-input", "file-input"}
     shot(page, f"page-start-{viewport}")
     assert page.problems == []
     page.context.close()

@@ -152,19 +152,29 @@ def lens_has_command(name: str) -> bool:
 class EmbeddedServer:
     """`lens serve --embedded` on a free port, its log in data_dir/serve.log."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, slow_stages: dict[str, float] | None = None,
+                 env: dict[str, str] | None = None, log_name: str = "serve.log") -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = data_dir / "serve.log"
+        self.log_path = data_dir / log_name
         self.process: subprocess.Popen | None = None
+        # Stages to slow down (tests/slow_serve.py), so that a test can watch the progress.
+        self.slow_stages = slow_stages or {}
+        self.env = env or {}
 
     def start(self, timeout_s: float = 180.0) -> EmbeddedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
+        command = lens_command()
+        if self.slow_stages:
+            command = [sys.executable, str(REPO_ROOT / "tests" / "slow_serve.py")]
+            for name, seconds in self.slow_stages.items():
+                command += ["--slow", f"{name}={seconds}"]
         self.process = subprocess.Popen(
-            lens_command() + ["serve", "--embedded", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=lens_env(self.data_dir), cwd=self.data_dir, stdout=log, stderr=subprocess.STDOUT,
+            command + ["serve", "--embedded", "--host", "127.0.0.1", "--port", str(self.port)],
+            env={**lens_env(self.data_dir), **self.env}, cwd=self.data_dir, stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

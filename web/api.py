@@ -70,7 +70,9 @@ def analyze():
         search=bool_field(fields, "search", True),
     )
     image = gw.decode(data)
-    status, body = gw.analyze(data, image, options)
+    # RFC 7240: a client that follows the job's stages asks for 202 even from the embedded server.
+    wait = "respond-async" not in request.headers.get("Prefer", "").lower()
+    status, body = gw.analyze(data, image, options, wait=wait)
     response = _json(body, status)
     if status == 202:
         response.headers["Location"] = body["status_url"]

@@ -12,6 +12,7 @@ from web.api import api
 from web.errors import register_error_handlers
 from web.gateway import Gateway
 from web.observability import init_observability
+from web.progress import init_progress
 from web.ratelimit import init_rate_limit
 from web.retention import init_upload_retention
 from web.security import init_request_timeouts, init_security
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, celery: Celery | None = None) -
     app.json.sort_keys = False
     app.extensions["lens_gateway"] = Gateway(settings, celery or make_celery(settings))
     app.register_blueprint(api)
+    init_progress(app, settings)
     register_error_handlers(app)
     # Hardening (issue 8): request logs + /metrics, rate limit, upload retention, headers.
     init_observability(app, settings)

@@ -20,7 +20,7 @@ from web.catalog import catalog_state
 from web.errors import ApiError
 from workers.jobs import JobRecord, new_job_id, result_cache_key, save_upload
 from workers.store import QueueUnavailableError, redacted
-from workers.tasks import analyze_canvas
+from workers.tasks import BRANCHES, analyze_canvas
 
 API = "/api/v1"
 
@@ -53,8 +53,11 @@ class Gateway:
         return path
 
     # -- analyze -----------------------------------------------------------------------------
-    def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions) -> tuple[int, dict[str, Any]]:
-        """(200, finished job) when cached or run eagerly, else (202, queued job)."""
+    def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions,
+                wait: bool = True) -> tuple[int, dict[str, Any]]:
+        """(200, finished job) when cached or run eagerly, else (202, queued job). Embedded with
+        wait=False (the client sent `Prefer: respond-async`) the job runs on the compute thread
+        and the answer is 202 at once, so that the client can follow its stages."""
         opts = options.model_dump()
         key = result_cache_key(image.sha256, {**self._versions, "catalog": catalog_state(self.settings)}, opts)
         cached = self.jobs.cached_result(key)
@@ -75,6 +78,9 @@ class Gateway:
             self.jobs.release_inflight(key)
             self.jobs.claim_inflight(key, job_id)
         self.jobs.create(record)
+        if self.embedded and not wait:
+            self.runtime.submit(lambda: self._run_eagerly(job_id, key))
+            return 202, self._queued(job_id)
         try:
             self.runtime.run_canvas(analyze_canvas(self.celery, job_id))
         except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
@@ -83,6 +89,15 @@ class Gateway:
         if self.embedded:  # eager: the canvas already ran
             return 200, self.job(job_id)
         return 202, self._queued(job_id)
+
+    def _run_eagerly(self, job_id: str, key: str) -> None:
+        """The canvas on the compute thread for a client that did not wait; a failure nobody
+        else would see is written on the job."""
+        try:
+            self.runtime.run_canvas(analyze_canvas(self.celery, job_id))
+        except Exception as exc:
+            self.jobs.set_state(job_id, "failed", message=f"internal error: {type(exc).__name__}: {exc}")
+            self.jobs.release_inflight(key)
 
     def _is_live(self, job_id: str) -> bool:
         try:
@@ -101,6 +116,8 @@ class Gateway:
             "status_url": f"{API}/jobs/{job_id}", "image_id": record.image_id,
             "created": record.created,
         }
+        body["stages"] = self.jobs.stages(job_id, BRANCHES, record, state)
+        body["stage"] = body["stages"][-1]["stage"]
         age = time.time() - record.created
         deadline = self.settings.server.job_deadline_s
         if state.status in ("queued", "running") and age > deadline:

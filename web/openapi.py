@@ -10,6 +10,7 @@ from typing import Any
 from lens import __version__
 from lens.config import LimitsConfig
 from lens.types import AnalyzeResult, Match
+from workers.jobs import STAGES
 
 REF = "#/components/schemas/{model}"
 
@@ -48,6 +49,10 @@ JOB = {
         "image_id": {"type": "string"},
         "created": {"type": "number"},
         "cached": {"type": "boolean"},
+        "stage": {"enum": list(STAGES), "description": "the latest stage the job entered"},
+        "stages": {"type": "array", "description": "every stage entered, oldest first", "items": {
+            "type": "object", "required": ["stage", "at"],
+            "properties": {"stage": {"enum": list(STAGES)}, "at": {"type": "number"}}}},
         "result": _ref("AnalyzeResult"),
     },
 }
@@ -153,7 +158,9 @@ def openapi_document() -> dict[str, Any]:
             s200=("ready", "Ready"), s503=("not ready; `reasons` says why", "Ready"))}},
         "/api/v1/analyze": {"post": {
             "summary": "find regions and text in a photo",
-            "parameters": [{"name": "Accept-Language", "in": "header", "required": False, "schema": {"type": "string"}}],
+            "parameters": [{"name": "Accept-Language", "in": "header", "required": False, "schema": {"type": "string"}},
+                           {"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
+                            "description": "`respond-async`: answer 202 at once even in embedded mode"}],
             "requestBody": _body({"image": {}, **OPTIONS}, ["image"]),
             "responses": _responses(s200=("finished (cached, or embedded mode)", "Job"),
                                     s202=("queued; poll status_url", "Job"), **ERRORS, **LIMITED),
@@ -162,6 +169,12 @@ def openapi_document() -> dict[str, Any]:
             "summary": "a job's status, and its result when done",
             "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": _responses(s200=("the job", "Job"), s404=("no such job", "Error"), s503=ERRORS["s503"]),
+        }},
+        "/api/v1/jobs/{job_id}/events": {"get": {
+            "summary": "the job's stages as server-sent events (`progress`, then `end` with the job)",
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+                          "404": {"description": "no such job", "content": {"application/json": {"schema": _ref("Error")}}}},
         }},
         "/api/v1/search": {"post": {
             "summary": "catalog matches for a box of a photo (or of an earlier job's photo)",

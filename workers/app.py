@@ -15,7 +15,7 @@ import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from celery import Celery
@@ -24,12 +24,14 @@ from lens.config import Settings
 from lens.image import DecodedImage
 from lens.threads import cpu_count
 from workers.jobs import Jobs
-from workers.store import MemoryStore, RedisStore, Store
+from workers.store import MemoryStore, RedisStore, SqliteStore, Store, WriteThroughStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 QUEUES = ("vision", "text", "index")
+# The embedded server's result cache on disk, relative to the data dir.
+RESULT_CACHE_FILE = "cache/results.sqlite3"
 ROUTES = {
     "lens.regions": {"queue": "vision"},
     "lens.merge": {"queue": "vision"},
@@ -50,7 +52,7 @@ class Runtime:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.jobs = Jobs(settings, store)
+        self.jobs = Jobs(settings, store, results=result_store(settings, store))
         self._pipeline = None
         self._catalog_version: str | None = None
         self._lock = threading.Lock()
@@ -118,6 +120,21 @@ class Runtime:
                 self._decoded.move_to_end(path)
             return image
 
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Start fn without waiting for it (embedded, a client that follows its job's stages).
+        On a thread of its own, not the compute pool: fn may itself wait on the pool (a
+        photo's branches), and pool threads waiting on the pool would deadlock it."""
+        future: Future[T] = Future()
+
+        def call() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to whoever looks at the future
+                future.set_exception(exc)
+
+        threading.Thread(target=call, name="lens-submit", daemon=True).start()
+        return future
+
     def worker_name(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -161,6 +178,15 @@ def limit_threads(threads: int) -> None:
     from lens.threads import apply_thread_policy
 
     apply_thread_policy(threads)
+
+
+def result_store(settings: Settings, store: Store) -> Store:
+    """Embedded, with the result cache on: results also go to <data_dir>/cache/results.sqlite3,
+    so a restarted server answers a photo it saw before from the cache. A fleet keeps them in
+    Redis (which outlives any one process)."""
+    if not settings.server.embedded or settings.server.result_cache_ttl_s <= 0:
+        return store
+    return WriteThroughStore(store, SqliteStore(settings.data_dir / RESULT_CACHE_FILE))
 
 
 def make_store(settings: Settings) -> Store:

@@ -7,6 +7,7 @@ Keys in the store:
   job:<id>:state        status queued/running/done/failed, message, timestamps
   job:<id>:part:<name>  one branch's output (regions or text), for the merge
   job:<id>:tries:<name> how many times a branch started (redeliveries after a worker died)
+  job:<id>:stages:<name> the stages one branch has entered, [[stage, unix time], ...]
   result:<cache key>    the merged AnalyzeResult JSON
   inflight:<cache key>  the job computing that result right now
   count:task:<name>     how many times each task body ran (tests, metrics)
@@ -29,6 +30,16 @@ from lens.errors import LensError
 from workers.store import Store
 
 STATUSES = ("queued", "running", "done", "failed")
+# What the viewer is told while a photo is analysed, in the order the embedded server runs them
+# (in a fleet the two branches run side by side, so their stages interleave).
+STAGES = ("uploaded", "detecting", "searching", "reading_text", "translating", "done")
+# Timer stage names (lens.pipeline) -> the stage shown; a name not listed changes nothing.
+STAGE_OF_TIMER = {
+    "detect": "detecting", "saliency": "detecting", "select": "detecting",
+    "embed": "searching", "search": "searching",
+    "ocr": "reading_text", "langid": "reading_text",
+    "translate": "translating",
+}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 
 
@@ -93,9 +104,11 @@ def save_upload(upload_dir: Path, data: bytes, image_id: str, image_format: str)
 class Jobs:
     """Job records and results in a Store, with the TTLs from settings.server."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, results: Store | None = None) -> None:
         self.settings = settings
         self.store = store
+        # Where finished results live; the embedded server also keeps them on disk.
+        self.results = results or store
         self.ttl = settings.server.job_ttl_s
 
     # -- records and states --------------------------------------------------------------------
@@ -138,13 +151,34 @@ class Jobs:
     def count_try(self, job_id: str, name: str) -> int:
         return self.store.incr(f"job:{job_id}:tries:{name}", self.ttl)
 
+    # -- progress ------------------------------------------------------------------------------
+    def record_stage(self, job_id: str, branch: str, stage: str) -> None:
+        """Append a stage to one branch's list; only that branch's task writes it (no race)."""
+        assert stage in STAGES, stage
+        key = f"job:{job_id}:stages:{branch}"
+        entries = json.loads(self.store.get(key) or "[]")
+        if entries and entries[-1][0] == stage:
+            return
+        entries.append([stage, round(time.time(), 3)])
+        self.store.set(key, json.dumps(entries), self.ttl)
+
+    def stages(self, job_id: str, branches: tuple[str, ...], record: JobRecord, state: JobState) -> list[dict[str, Any]]:
+        """Every stage the job went through, oldest first: uploaded, the branches' stages, done."""
+        events = [("uploaded", record.created)]
+        for branch in branches:
+            events += [(stage, at) for stage, at in json.loads(self.store.get(f"job:{job_id}:stages:{branch}") or "[]")]
+        events.sort(key=lambda e: e[1])
+        if state.status == "done":
+            events.append(("done", max(state.updated, events[-1][1])))
+        return [{"stage": stage, "at": at} for stage, at in events]
+
     # -- results -------------------------------------------------------------------------------
     def save_result(self, cache_key: str, result_json: str) -> None:
         ttl = max(self.settings.server.result_cache_ttl_s, self.ttl)
-        self.store.set(f"result:{cache_key}", result_json, ttl)
+        self.results.set(f"result:{cache_key}", result_json, ttl)
 
     def result(self, cache_key: str) -> str | None:
-        return self.store.get(f"result:{cache_key}")
+        return self.results.get(f"result:{cache_key}")
 
     def cached_result(self, cache_key: str) -> str | None:
         """The result for this key if the cache is on (result_cache_ttl_s > 0)."""

@@ -1,5 +1,6 @@
 """Small key-value state shared by the gateway and the workers: job records, branch results,
-the result cache, counters. Redis in a fleet; a dict in the embedded single process.
+the result cache, counters. Redis in a fleet; a dict in the embedded single process, whose
+results are also written to a SQLite file under the data dir (they survive a restart).
 
 Values are strings (JSON written by the callers); every key has a time to live so that nothing
 accumulates. Keys are namespaced under ``lens:``.
@@ -7,8 +8,11 @@ accumulates. Keys are namespaced under ``lens:``.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 import redis
@@ -16,6 +20,7 @@ import redis
 from lens.errors import LensError
 
 PREFIX = "lens:"
+log = logging.getLogger(__name__)
 
 
 class QueueUnavailableError(LensError):
@@ -141,3 +146,122 @@ def redacted(url: str) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+class SqliteStore:
+    """Keys that must outlive the process, in one SQLite file: the embedded server's result
+    cache under the data dir, so that a restart keeps it. Expiry is wall-clock time (a
+    monotonic clock restarts with the process). Safe for several threads and processes."""
+
+    # Expired rows are deleted every this many writes (reads skip them anyway).
+    PRUNE_EVERY = 200
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._writes = 0
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def _expiry(ttl_s: float | None) -> float | None:
+        return None if not ttl_s else time.time() + ttl_s
+
+    def ping(self) -> None:
+        self._conn().execute("SELECT 1")
+
+    def get(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value, expires FROM kv WHERE key = ?", (key,)).fetchone()
+        if row is None or (row[1] is not None and row[1] < time.time()):
+            return None
+        return row[0]
+
+    def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        conn = self._conn()
+        conn.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                     (key, value, self._expiry(ttl_s)))
+        self._writes += 1
+        if self._writes % self.PRUNE_EVERY == 0:
+            conn.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
+
+    def set_if_absent(self, key: str, value: str, ttl_s: float | None = None) -> bool:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.get(key) is not None:
+                return False
+            conn.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                         (key, value, self._expiry(ttl_s)))
+            return True
+        finally:
+            conn.execute("COMMIT")
+
+    def incr(self, key: str, ttl_s: float | None = None) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.get(key)
+            value = int(current or 0) + 1
+            if current is None:
+                conn.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                             (key, str(value), self._expiry(ttl_s)))
+            else:
+                conn.execute("UPDATE kv SET value = ? WHERE key = ?", (str(value), key))
+            return value
+        finally:
+            conn.execute("COMMIT")
+
+    def delete(self, key: str) -> None:
+        self._conn().execute("DELETE FROM kv WHERE key = ?", (key,))
+
+
+class WriteThroughStore:
+    """Reads `fast` first, then `durable`; writes go to both. The durable copy is a courtesy
+    (a result that survives a restart): when its disk fails the error is logged and the job
+    still completes from `fast`."""
+
+    def __init__(self, fast: Store, durable: Store) -> None:
+        self.fast = fast
+        self.durable = durable
+
+    def ping(self) -> None:
+        self.fast.ping()
+
+    def get(self, key: str) -> str | None:
+        value = self.fast.get(key)
+        if value is not None:
+            return value
+        try:
+            return self.durable.get(key)
+        except sqlite3.Error as exc:
+            log.warning("result cache on disk unreadable: %s", exc)
+            return None
+
+    def set(self, key: str, value: str, ttl_s: float | None = None) -> None:
+        self.fast.set(key, value, ttl_s)
+        try:
+            self.durable.set(key, value, ttl_s)
+        except sqlite3.Error as exc:
+            log.warning("result cache on disk not written: %s", exc)
+
+    def set_if_absent(self, key: str, value: str, ttl_s: float | None = None) -> bool:
+        return self.fast.set_if_absent(key, value, ttl_s)
+
+    def incr(self, key: str, ttl_s: float | None = None) -> int:
+        return self.fast.incr(key, ttl_s)
+
+    def delete(self, key: str) -> None:
+        self.fast.delete(key)
+        try:
+            self.durable.delete(key)
+        except sqlite3.Error as exc:
+            log.warning("result cache on disk: %s", exc)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, Task, group
@@ -25,7 +27,9 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from lens.errors import LensError
 from lens.image import load_image_file
+from lens.pipeline import Timer
 from lens.types import AnalyzeResult
+from workers.jobs import STAGE_OF_TIMER
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,26 @@ def join_branches(app: Celery, job_id: str) -> None:
         app.signature("lens.merge", args=(job_id,)).set(task_id=f"{job_id}-merge").apply_async()
 
 
+class ProgressTimer(Timer):
+    """A Timer that also records on the job each stage the branch enters, so that the viewer
+    sees where the analysis is (GET /api/v1/jobs/<id> and its /events stream)."""
+
+    def __init__(self, jobs, job_id: str, branch: str) -> None:
+        super().__init__()
+        self.jobs, self.job_id, self.branch = jobs, job_id, branch
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        shown = STAGE_OF_TIMER.get(name)
+        if shown is not None:
+            try:
+                self.jobs.record_stage(self.job_id, self.branch, shown)
+            except LensError:  # progress is a courtesy; the analysis goes on without it
+                log.warning("job %s: could not record stage %s", self.job_id, shown)
+        with super().stage(name):
+            yield
+
+
 def _load_upload(runtime, path: str):
     cached = runtime.decoded(path)  # embedded: decoded once by the gateway
     if cached is not None:
@@ -60,7 +84,7 @@ def _load_upload(runtime, path: str):
 
 def run_branch(runtime, job_id: str, branch: str) -> str:
     """Run one branch of a job and store its output (or its error) under the job."""
-    from lens.pipeline import AnalyzeOptions, Timer
+    from lens.pipeline import AnalyzeOptions
 
     jobs = runtime.jobs
     if jobs.part(job_id, branch) is not None:
@@ -77,7 +101,7 @@ def run_branch(runtime, job_id: str, branch: str) -> str:
     if jobs.state(job_id).status == "queued":
         jobs.set_state(job_id, "running", worker=runtime.worker_name())
     options = AnalyzeOptions(**record.options)
-    timer = Timer()
+    timer = ProgressTimer(jobs, job_id, branch)
     payload: dict[str, Any]
     try:
         pipeline = runtime.pipeline()

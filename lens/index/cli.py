@@ -1,4 +1,4 @@
-"""`lens index add|remove|stats|search` and `lens demo-catalog`.
+"""`lens index add|remove|clear|stats|search` and `lens demo-catalog`.
 
 Imported by `lens --help`, so torch and faiss are imported inside the commands only.
 """
@@ -152,16 +152,51 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _all_items(catalog, page: int = 1000) -> list:
+    items, offset = [], 0
+    while batch := catalog.items(offset=offset, limit=page):
+        items += batch
+        offset += len(batch)
+    return items
+
+
+def demo_item_ids(catalog) -> list[int]:
+    """Ids of the items `lens demo-catalog` added (their extra.source says so)."""
+    from lens.index.demo import DEMO_SOURCE
+
+    return [item.id for item in _all_items(catalog) if item.extra.get("source") == DEMO_SOURCE]
+
+
 def cmd_index_remove(args: argparse.Namespace) -> int:
+    if not args.ids and not args.demo:
+        raise BadInputError("name the item ids to remove, or --demo to remove the demo catalog's items")
     catalog = _open()
     try:
-        removed = catalog.remove(args.ids)
+        wanted = list(args.ids) + (demo_item_ids(catalog) if args.demo else [])
+        removed = catalog.remove(wanted)
         catalog.save()
+        left = catalog.count()
     finally:
         catalog.close()
     missing = sorted(set(args.ids) - set(removed))
-    print(f"removed {len(removed)} item(s)" + (f"; not found: {', '.join(map(str, missing))}" if missing else ""))
+    print(f"removed {len(removed)} item(s)" + (f"; not found: {', '.join(map(str, missing))}" if missing else "")
+          + f"; catalog now holds {left} items")
     return 0 if not missing else 2
+
+
+def cmd_index_clear(args: argparse.Namespace) -> int:
+    catalog = _open()
+    try:
+        count = catalog.count()
+        if not args.yes:
+            raise BadInputError(f"this removes all {count} items of the catalog in {catalog.folder}; "
+                                "run `lens index clear --yes` to do it")
+        removed = catalog.remove(item.id for item in _all_items(catalog))
+        catalog.save()
+    finally:
+        catalog.close()
+    print(f"removed {len(removed)} item(s); the catalog is empty (add yours with `lens index add DIR`)")
+    return 0
 
 
 def cmd_index_stats(args: argparse.Namespace) -> int:
@@ -208,7 +243,7 @@ def cmd_index_search(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_catalog(args: argparse.Namespace) -> int:
-    from lens.index.demo import LICENCE, TUX_STAMPS, tux_stamps
+    from lens.index.demo import DEMO_SOURCE, LICENCE, TUX_STAMPS, tux_stamps
 
     settings = _settings()
     if args.if_empty and (settings.catalog_dir / "catalog.json").is_file():
@@ -230,7 +265,7 @@ def cmd_demo_catalog(args: argparse.Namespace) -> int:
     _limit_threads()
     print(f"demo catalog: {len(stamps)} photo stamps from {TUX_STAMPS}; licence {LICENCE}")
     items = [
-        NewItem(s.path, title=s.title, extra={"class": s.label, "licence": LICENCE, "source": "tuxpaint-stamps-default"})
+        NewItem(s.path, title=s.title, extra={"class": s.label, "licence": LICENCE, "source": DEMO_SOURCE})
         for s in stamps
     ]
     catalog = _open(create=True)
@@ -248,12 +283,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = isub.add_parser("add", help="add every image under DIR (re-adding a file is a no-op)")
     p.add_argument("dir", type=Path)
-    p.add_argument("--meta", type=Path, help="items.csv or items.jsonl: file,title,url,external_id,...")
+    p.add_argument("--meta", type=Path, help=(
+        "items.csv (header row) or items.jsonl (one object a line): `file` (path under DIR, or a "
+        "bare file name), optional title, url, external_id; any other column goes into `extra`"))
     p.set_defaults(func=cmd_index_add)
 
-    p = isub.add_parser("remove", help="remove items by id")
-    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p = isub.add_parser("remove", help="remove items by id, or every demo item (--demo)")
+    p.add_argument("ids", type=int, nargs="*", metavar="ID")
+    p.add_argument("--demo", action="store_true",
+                   help="remove the items `lens demo-catalog` added, keep the rest")
     p.set_defaults(func=cmd_index_remove)
+
+    p = isub.add_parser("clear", help="remove every item (the catalog stays, empty)")
+    p.add_argument("--yes", action="store_true", help="really remove them all")
+    p.set_defaults(func=cmd_index_clear)
 
     p = isub.add_parser("stats", help="items, embedder, index kind, size on disk")
     p.add_argument("--json", action="store_true")

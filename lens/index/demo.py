@@ -14,6 +14,8 @@ from pathlib import Path
 TUX_STAMPS = Path("/usr/share/tuxpaint/stamps")
 LICENCE = "GPL-2.0-or-later (Debian package tuxpaint-stamps-default, Tux Paint stamps)"
 SKIPPED_TOP = {"symbols"}
+# extra["source"] of every demo item: how `lens index remove --demo` tells them from yours.
+DEMO_SOURCE = "tuxpaint-stamps-default"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,20 @@
   const ANALYSIS_TIMEOUT_MS = 180000;
   // A pointer drag shorter than this (CSS px) is a tap, not a box.
   const MIN_DRAG_PX = 12;
+  // WCAG 2.2 target size (minimum): anything tappable is at least this big (CSS px); smaller
+  // text outlines get an invisible margin that takes the taps.
+  const MIN_TARGET_PX = 24;
+  // Arrow keys move a selection corner by this share of the photo; the search runs again this
+  // long after the last key press.
+  const KEY_NUDGE = 0.02;
+  const KEY_SEARCH_DELAY_MS = 500;
   const LANG_STORAGE_KEY = "lens.targetLang";
+  const UI_LANG_STORAGE_KEY = "lens.uiLang";
+  // The page's own languages: one message catalog each under /static/i18n/ (en is the fallback
+  // for any key a catalog lacks). Names are written in their own language.
+  const UI_LANGUAGES = {
+    en: "English", vi: "Tiếng Việt", pt: "Português", es: "Español", fr: "Français", zh: "中文", ja: "日本語",
+  };
   const TARGET_LANGUAGES = [
     "en", "pt", "es", "fr", "de", "it", "nl", "pl", "ru", "uk", "tr", "ar", "hi", "ja", "ko",
     "zh", "vi", "id", "th",
@@ -26,14 +39,16 @@
   const el = {
     picker: $("picker"), dropZone: $("drop-zone"), cameraInput: $("camera-input"),
     fileInput: $("file-input"), progress: $("progress"), progressText: $("progress-text"),
-    progressBar: $("progress-bar"), cancel: $("cancel-button"), error: $("error"),
+    progressBar: $("progress-bar"), progressSteps: $("progress-steps"), cancel: $("cancel-button"), error: $("error"),
     errorText: $("error-text"), retry: $("retry-button"), errorNewPhoto: $("error-new-photo"),
-    result: $("result"), newPhoto: $("new-photo-button"), translateToggle: $("translate-toggle"),
+    result: $("result"), newPhoto: $("new-photo-button"), modes: $("modes"),
+    modeButtons: Array.from(document.querySelectorAll("#modes .mode")), stageHint: $("stage-hint"),
+    placeholder: $("panel-placeholder"),
     copyAll: $("copy-all-button"), summary: $("result-summary"), stage: $("stage"),
     frame: $("photo-frame"), photo: $("photo"), translations: $("translations-layer"),
     overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
     panelTitle: $("panel-title"), panelBody: $("panel-body"), panelClose: $("panel-close"),
-    targetLang: $("target-lang"), toast: $("toast"),
+    targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"),
   };
 
   const state = {
@@ -43,6 +58,9 @@
     request: null, // {abort()} of the work in flight
     retry: null, // function that repeats the last failed action
     returnFocus: null,
+    mode: "search", // search | text | translate
+    box: null, // the selection box in photo pixels, while one is shown
+    textSearch: null, // a promise: does this server's /api/v1/search take `text`?
     generation: 0, // bumps on every new action so late answers of old ones are ignored
   };
 
@@ -69,10 +87,83 @@
     }
   }
 
-  function languageName(code) {
-    if (!code) return "unknown language";
+  // ---------------------------------------------------------------------------------------
+  // Messages: every word the page shows comes from the catalog of the chosen UI language.
+
+  const i18n = { lang: "en", messages: {}, fallback: {} };
+
+  function t(key, params) {
+    let text = i18n.messages[key];
+    if (typeof text !== "string") text = i18n.fallback[key];
+    if (typeof text !== "string") text = key;
+    return params ? text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m)) : text;
+  }
+
+  // Plural forms by the language's rules: key_one, key_other (… _few, _many where a catalog has them).
+  function tn(key, count, params) {
+    let form = "other";
+    try { form = new Intl.PluralRules(i18n.lang).select(count); } catch { /* old browser */ }
+    const chosen = `${key}_${form}` in i18n.messages || `${key}_${form}` in i18n.fallback ? `${key}_${form}` : `${key}_other`;
+    return t(chosen, { n: count, count, ...params });
+  }
+
+  async function loadCatalog(lang) {
     try {
-      const names = new Intl.DisplayNames([navigator.language || "en"], { type: "language" });
+      const response = await fetch(`/static/i18n/${lang}.json`, { headers: { Accept: "application/json" } });
+      return response.ok ? await response.json() : {};
+    } catch {
+      return {};
+    }
+  }
+
+  function browserUiLanguage() {
+    const wanted = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
+    for (const tag of wanted) {
+      const base = String(tag).split("-")[0].toLowerCase();
+      if (base in UI_LANGUAGES) return base;
+    }
+    return "en";
+  }
+
+  async function setUiLanguage(lang) {
+    const [fallback, messages] = await Promise.all([
+      Object.keys(i18n.fallback).length ? i18n.fallback : loadCatalog("en"),
+      lang === "en" ? null : loadCatalog(lang),
+    ]);
+    i18n.fallback = fallback;
+    i18n.messages = messages || fallback;
+    i18n.lang = lang;
+    document.documentElement.lang = lang;
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    for (const node of document.querySelectorAll("[data-i18n-aria-label]")) node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
+    for (const node of document.querySelectorAll("[data-i18n-alt]")) node.alt = t(node.dataset.i18nAlt);
+    document.title = t("page.title");
+    fillTargetLanguages();
+  }
+
+  function initUiLanguagePicker() {
+    let stored = null;
+    try { stored = localStorage.getItem(UI_LANG_STORAGE_KEY); } catch { /* private mode */ }
+    const chosen = stored in UI_LANGUAGES ? stored : browserUiLanguage();
+    for (const [code, name] of Object.entries(UI_LANGUAGES)) {
+      const option = make("option", null, name);
+      option.value = code;
+      option.lang = code;
+      el.uiLang.append(option);
+    }
+    el.uiLang.value = chosen;
+    el.uiLang.addEventListener("change", async () => {
+      try { localStorage.setItem(UI_LANG_STORAGE_KEY, el.uiLang.value); } catch { /* ignore */ }
+      await setUiLanguage(el.uiLang.value);
+      rerender();
+    });
+    return setUiLanguage(chosen);
+  }
+
+  function languageName(code) {
+    if (!code) return t("lang.unknown");
+    try {
+      const names = new Intl.DisplayNames([i18n.lang], { type: "language" });
       return names.of(code) || code;
     } catch {
       return code;
@@ -111,12 +202,12 @@
   // The API answers errors as {"error": {"code", "message"}}; anything else gets a plain sentence.
   function errorMessage(status, body) {
     if (body && body.error && typeof body.error.message === "string") return body.error.message;
-    if (status === 413) return "This photo is too large for the server.";
-    if (status === 415) return "This file is not a photo the server can read.";
-    if (status === 429) return "The server is busy. Please wait a moment and try again.";
-    if (status >= 500) return `The server had a problem (HTTP ${status}). Please try again.`;
-    if (status === 0) return "Could not reach the server. Check your connection and try again.";
-    return `The request failed (HTTP ${status}).`;
+    if (status === 413) return t("err.too_large");
+    if (status === 415) return t("err.unsupported");
+    if (status === 429) return t("err.busy");
+    if (status >= 500) return t("err.server", { status });
+    if (status === 0) return t("err.offline");
+    return t("err.failed", { status });
   }
 
   function parseJson(text) {
@@ -131,18 +222,25 @@
     let stored = null;
     try { stored = localStorage.getItem(LANG_STORAGE_KEY); } catch { /* private mode */ }
     const chosen = stored || browser;
-    const codes = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
-    for (const code of codes) {
-      const option = make("option", null, `${languageName(code)} (${code})`);
-      option.value = code;
-      el.targetLang.append(option);
-    }
-    el.targetLang.value = chosen;
+    state.targetChoices = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
+    fillTargetLanguages(chosen);
     el.targetLang.addEventListener("change", () => {
       try { localStorage.setItem(LANG_STORAGE_KEY, el.targetLang.value); } catch { /* ignore */ }
       // Translations depend on the target: ask again for the photo on screen.
       if (state.photo && state.result) analyze();
     });
+  }
+
+  // Language names follow the page's language.
+  function fillTargetLanguages(chosen) {
+    const value = chosen || el.targetLang.value;
+    el.targetLang.replaceChildren();
+    for (const code of state.targetChoices || TARGET_LANGUAGES) {
+      const option = make("option", null, `${languageName(code)} (${code})`);
+      option.value = code;
+      el.targetLang.append(option);
+    }
+    el.targetLang.value = value;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -179,7 +277,7 @@
       document.body.classList.remove("dragging");
       const file = firstImage(e.dataTransfer.files);
       if (file) handleFile(file);
-      else showError("That was not an image file. Drop a photo (JPEG, PNG, WebP…).", null);
+      else showError(t("err.not_image_drop"), null);
     });
     document.addEventListener("paste", (e) => {
       const files = e.clipboardData ? e.clipboardData.files : null;
@@ -232,7 +330,7 @@
       img.onload = () => { URL.revokeObjectURL(url); resolve(img); };
       img.onerror = () => {
         URL.revokeObjectURL(url);
-        reject(new UserError("This file could not be opened as a photo. Try a JPEG or PNG."));
+        reject(new UserError(t("err.cannot_open")));
       };
       img.src = url;
     });
@@ -240,7 +338,7 @@
 
   function canvasToBlob(canvas, type, quality) {
     return new Promise((resolve, reject) => {
-      canvas.toBlob((b) => (b ? resolve(b) : reject(new UserError("Could not prepare the photo."))), type, quality);
+      canvas.toBlob((b) => (b ? resolve(b) : reject(new UserError(t("err.cannot_prepare")))), type, quality);
     });
   }
 
@@ -284,19 +382,22 @@
   async function handleFile(file) {
     cancelInFlight();
     const generation = ++state.generation;
+    await state.i18nReady;
+    if (generation !== state.generation) return;
     show(el.progress);
-    setProgress("Preparing photo…", 0);
+    setProgress(t("progress.preparing"), 0);
     try {
       const photo = await preparePhoto(file);
       if (generation !== state.generation) return;
       if (state.photo) URL.revokeObjectURL(state.photo.url);
       state.photo = photo;
       state.result = null;
+      state.mode = "search"; // a new photo starts in Search
       state.jobId = null;
       analyze();
     } catch (err) {
       if (generation !== state.generation) return;
-      showError(err instanceof UserError ? err.message : "This file could not be opened as a photo. Try a JPEG or PNG.",
+      showError(err instanceof UserError ? err.message : t("err.cannot_open"),
         () => handleFile(file));
     }
   }
@@ -315,6 +416,8 @@
     const promise = new Promise((resolve, reject) => {
       xhr.open("POST", url);
       xhr.setRequestHeader("Accept", "application/json");
+      // Answer 202 at once (even the embedded server) so that the job's stages can be shown.
+      xhr.setRequestHeader("Prefer", "respond-async");
       xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
       xhr.onload = () => resolve({ status: xhr.status, body: parseJson(xhr.responseText) });
       xhr.onerror = () => resolve({ status: 0, body: null });
@@ -361,7 +464,9 @@
     let upload = null;
     state.request = { abort: () => { controller.abort(); if (upload) upload.abort(); } };
     show(el.progress);
-    setProgress("Uploading photo… 0%", 0);
+    el.progressSteps.replaceChildren();
+    delete el.progress.dataset.stage;
+    setProgress(t("progress.uploading", { pct: 0 }), 0);
 
     const form = new FormData();
     const name = photo.blob.type === "image/png" ? "photo.png" : photo.blob.type === "image/webp" ? "photo.webp" : "photo.jpg";
@@ -371,7 +476,7 @@
     try {
       upload = postWithProgress("/api/v1/analyze", form, (fraction) => {
         const pct = Math.round(fraction * 100);
-        setProgress(fraction < 1 ? `Uploading photo… ${pct}%` : "Upload complete, analysing…", fraction * 40);
+        setProgress(fraction < 1 ? t("progress.uploading", { pct }) : t("progress.uploaded"), fraction * 40);
       });
       let { status, body } = await upload.promise;
       upload = null;
@@ -381,8 +486,11 @@
       if (!result) {
         const statusUrl = (body && safeUrl(body.status_url)) ||
           (state.jobId ? `/api/v1/jobs/${encodeURIComponent(state.jobId)}` : null);
-        if (!statusUrl) throw new UserError("The server answered without a job to follow.");
-        result = await pollJob(statusUrl, controller.signal);
+        if (!statusUrl) throw new UserError(t("err.no_job"));
+        stagePercent = 0;
+        stagesSeen = new Set();
+        showStage("uploaded");
+        result = await followJob(statusUrl, controller.signal);
       }
       if (generation !== state.generation) return;
       state.request = null;
@@ -390,8 +498,89 @@
     } catch (err) {
       if (err.name === "AbortError" || generation !== state.generation) return;
       state.request = null;
-      showError(err instanceof UserError ? err.message : `Something went wrong: ${err.message}`, analyze);
+      showError(err instanceof UserError ? err.message : t("err.generic", { message: err.message }), analyze);
     }
+  }
+
+  // Where the analysis is: the job's latest stage (server-sent events, else polling).
+  // The bar only moves forward: in a fleet the two branches' stages interleave.
+  const STAGE_PERCENT = { uploaded: 45, detecting: 55, searching: 70, reading_text: 80, translating: 90, done: 100 };
+  // The chips under the bar (step.* messages); a stage the job skipped (no catalog) gets no tick.
+  const STAGE_STEPS = ["uploaded", "detecting", "searching", "reading_text", "translating"];
+  let stagePercent = 0;
+  let stagesSeen = new Set();
+
+  function showStage(stage, queued) {
+    if (!(stage in STAGE_PERCENT)) return;
+    stagePercent = Math.max(stagePercent, STAGE_PERCENT[stage]);
+    stagesSeen.add(stage);
+    const words = t(queued && stage === "uploaded" ? "stage.queued" : `stage.${stage}`);
+    setProgress(words, stagePercent);
+    el.progress.dataset.stage = stage;
+    // One chip per stage: done, the current one, or still to come.
+    const steps = el.progressSteps;
+    if (!steps.children.length) {
+      for (const name of STAGE_STEPS) {
+        const step = make("li", "step", t(`step.${name}`));
+        step.dataset.stage = name;
+        steps.append(step);
+      }
+    }
+    for (const step of steps.children) {
+      const at = STAGE_PERCENT[step.dataset.stage];
+      const seen = stagesSeen.has(step.dataset.stage);
+      step.className = at === stagePercent && stage !== "done" ? "step current"
+        : at < stagePercent ? (seen ? "step done" : "step skipped") : "step";
+    }
+  }
+
+  // The job's events stream; polling when EventSource is missing or the stream keeps failing.
+  function followJob(statusUrl, signal) {
+    const eventsUrl = `${statusUrl.replace(/\/+$/, "")}/events`;
+    if (typeof window.EventSource !== "function") return pollJob(statusUrl, signal);
+    return new Promise((resolve, reject) => {
+      const source = new EventSource(eventsUrl);
+      let failures = 0;
+      const stop = () => { source.close(); clearTimeout(timer); };
+      const timer = setTimeout(() => {
+        stop();
+        reject(new UserError(t("err.too_long")));
+      }, ANALYSIS_TIMEOUT_MS);
+      signal.addEventListener("abort", () => { stop(); reject(new DOMException("aborted", "AbortError")); }, { once: true });
+      source.addEventListener("progress", (e) => {
+        failures = 0;
+        const body = parseJson(e.data);
+        if (body) showStage(body.stage, body.status === "queued");
+      });
+      source.addEventListener("end", (e) => {
+        stop();
+        jobOutcome(parseJson(e.data)).then(resolve, reject);
+      });
+      source.addEventListener("job-error", (e) => {
+        stop();
+        const body = parseJson(e.data);
+        reject(new UserError(errorMessage(500, body)));
+      });
+      // Connection lost: EventSource reconnects by itself; after a few failures in a row, poll.
+      source.addEventListener("error", () => {
+        failures += 1;
+        if (source.readyState === EventSource.CLOSED || failures > 3) {
+          stop();
+          pollJob(statusUrl, signal).then(resolve, reject);
+        }
+      });
+    });
+  }
+
+  async function jobOutcome(body) {
+    const jobStatus = body && body.status;
+    if (jobStatus === "done") {
+      const result = extractResult(body);
+      if (!result) throw new UserError(t("err.no_result"));
+      return result;
+    }
+    throw new UserError((body && body.message) || (body && body.error && body.error.message) ||
+      t("err.analysis_failed"));
   }
 
   async function pollJob(statusUrl, signal) {
@@ -401,24 +590,14 @@
       const { status, body } = await getJson(statusUrl, signal);
       if (status !== 200) throw new UserError(errorMessage(status, body));
       const jobStatus = body && body.status;
-      if (jobStatus === "done") {
-        const result = extractResult(body);
-        if (!result) throw new UserError("The analysis finished without a result.");
-        return result;
-      }
-      if (jobStatus === "failed") {
-        throw new UserError((body && body.message) || (body && body.error && body.error.message) ||
-          "The analysis failed on the server.");
-      }
+      if (jobStatus === "done" || jobStatus === "failed") return jobOutcome(body);
       const elapsed = Date.now() - started;
       if (elapsed > ANALYSIS_TIMEOUT_MS) {
-        throw new UserError("The analysis is taking too long. The server may be busy; please try again.");
+        throw new UserError(t("err.too_long"));
       }
-      const words = jobStatus === "queued" ? "Waiting for a free worker…" : "Finding objects and reading text…";
-      // Creep toward 95% so the bar moves without pretending to know the remaining time.
-      setProgress(words, 40 + 55 * (1 - Math.exp(-elapsed / 4000)));
+      showStage(body.stage || "uploaded", jobStatus === "queued");
       await sleep(delay, signal);
-      delay = Math.min(1000, delay * 1.5);
+      delay = Math.min(600, delay * 1.5);
     }
   }
 
@@ -428,7 +607,7 @@
   function showResult(result) {
     state.result = result;
     closePanel(false);
-    el.selection.hidden = true;
+    hideSelection();
     el.overlay.replaceChildren();
     el.translations.replaceChildren();
     el.photo.src = state.photo.url;
@@ -447,22 +626,61 @@
     });
 
     const hasTranslations = blocks.some((b) => b.translation);
-    el.translateToggle.disabled = !hasTranslations;
-    el.translateToggle.setAttribute("aria-pressed", "false");
-    el.translations.hidden = true;
+    const modeText = el.modeButtons.find((b) => b.dataset.mode === "text");
+    const modeTranslate = el.modeButtons.find((b) => b.dataset.mode === "translate");
+    modeText.disabled = blocks.length === 0;
+    modeText.title = blocks.length ? "" : t("hint.no_text");
+    modeTranslate.disabled = !hasTranslations;
+    modeTranslate.title = hasTranslations ? "" : (blocks.length
+      ? t("hint.no_translation", { language: languageName(el.targetLang.value) }) : t("hint.no_text"));
+    setMode(state.mode === "translate" && !hasTranslations ? "search" : state.mode === "text" && !blocks.length ? "search" : state.mode, false);
     el.copyAll.disabled = blocks.length === 0;
 
-    const parts = [];
-    parts.push(regions.length === 1 ? "1 region" : `${regions.length} regions`);
-    parts.push(blocks.length === 1 ? "1 text block" : `${blocks.length} text blocks`);
+    const parts = [tn("summary.regions", regions.length), tn("summary.blocks", blocks.length)];
     el.summary.textContent = regions.length || blocks.length
-      ? `${parts.join(" · ")}. Tap a dot or text.`
-      : "Nothing stood out. Drag a box around what you want to search.";
+      ? t("summary.tap", { parts: parts.join(" · ") })
+      : t("summary.nothing");
     if (Array.isArray(result.warnings) && result.warnings.length) {
       el.summary.textContent += ` (${result.warnings.join("; ")})`;
     }
-    const first = el.overlay.querySelector("button");
+    requestAnimationFrame(enlargeSmallTargets);
+    const first = el.overlay.querySelector(state.mode === "search" ? "button" : ".text-box");
     if (first) first.focus({ preventScroll: true });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Modes: Search (dots, boxes, text outlines), Text (text only), Translate (drawn in place).
+
+  function setMode(mode, focusFirst = true) {
+    state.mode = mode;
+    el.result.dataset.mode = mode;
+    for (const button of el.modeButtons) button.setAttribute("aria-pressed", String(button.dataset.mode === mode));
+    el.translations.hidden = mode !== "translate";
+    el.stageHint.textContent = t(`hint.${mode}`);
+    el.placeholder.textContent = t(`hint.${mode}`);
+    if (!el.panel.hidden) closePanel(false);
+    hideSelection();
+    fitTranslations();
+    requestAnimationFrame(enlargeSmallTargets);
+    if (focusFirst) {
+      const first = el.overlay.querySelector(mode === "search" ? ".dot" : ".text-box");
+      if (first) first.focus({ preventScroll: true });
+    }
+  }
+
+  function initModes() {
+    for (const button of el.modeButtons) {
+      button.addEventListener("click", () => { if (!button.disabled) setMode(button.dataset.mode, false); });
+    }
+  }
+
+  // A text outline smaller than MIN_TARGET_PX gets a transparent margin (CSS ::after, sized by
+  // these variables) so that a finger can still hit it; the drawn outline keeps the text's size.
+  function enlargeSmallTargets() {
+    for (const box of el.overlay.querySelectorAll(".text-box")) {
+      box.style.setProperty("--hit-x", `${Math.max(0, (MIN_TARGET_PX - box.clientWidth) / 2)}px`);
+      box.style.setProperty("--hit-y", `${Math.max(0, (MIN_TARGET_PX - box.clientHeight) / 2)}px`);
+    }
   }
 
   // Percent positions keep every mark in place whatever size the photo is drawn at.
@@ -481,13 +699,13 @@
     if (side) dot.classList.add(side);
     dot.style.left = `${(100 * cx) / width}%`;
     dot.style.top = `${(100 * cy) / height}%`;
-    const what = region.label || (region.kind === "salient" ? "salient area" : region.kind || "region");
+    const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const count = Array.isArray(region.matches) ? region.matches.length : 0;
-    dot.setAttribute("aria-label", `Region ${number}: ${what}, ${count} similar ${count === 1 ? "item" : "items"}`);
+    dot.setAttribute("aria-label", tn("dot.aria", count, { n: number, what }));
     dot.dataset.kind = region.kind || "";
     dot.addEventListener("click", () => {
       selectMark(dot);
-      showRegionBox(region.box, width, height);
+      showRegionBox(region.box);
       openRegionPanel(region, number);
     });
     return dot;
@@ -522,10 +740,25 @@
     return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
   }
 
-  function showRegionBox(box, width, height) {
-    el.selection.hidden = false;
+  function showRegionBox(box) {
     el.selection.classList.remove("searching");
-    placeBox(el.selection, box, width, height);
+    showSelection(box);
+  }
+
+  function photoSize() {
+    return [(state.result && state.result.width) || state.photo.width, (state.result && state.result.height) || state.photo.height];
+  }
+
+  function showSelection(box) {
+    const [width, height] = photoSize();
+    state.box = box.map((v) => Math.round(v));
+    el.selection.hidden = false;
+    placeBox(el.selection, state.box, width, height);
+  }
+
+  function hideSelection() {
+    state.box = null;
+    el.selection.hidden = true;
   }
 
   // Geometry of a (possibly rotated) text polygon: centre, side lengths, angle.
@@ -561,12 +794,13 @@
     const button = make("button", "text-box");
     button.type = "button";
     placePolygon(button, polygonGeometry(block.polygon), width, height);
-    const lang = block.language ? ` (${languageName(block.language)})` : "";
     // setAttribute on a non-URL attribute cannot run script; the text stays text.
-    button.setAttribute("aria-label", `Text${lang}: ${block.text || ""}`);
+    button.setAttribute("aria-label", block.language
+      ? t("text.aria", { language: languageName(block.language), text: block.text || "" })
+      : t("text.aria_unknown", { text: block.text || "" }));
     button.addEventListener("click", () => {
       selectMark(button);
-      el.selection.hidden = true;
+      hideSelection();
       openTextPanel(block);
     });
     return button;
@@ -641,15 +875,11 @@
     }
   }
 
-  function initTranslateToggle() {
-    el.translateToggle.addEventListener("click", () => {
-      const on = el.translateToggle.getAttribute("aria-pressed") !== "true";
-      el.translateToggle.setAttribute("aria-pressed", String(on));
-      el.translateToggle.textContent = on ? "Show original" : "Translate";
-      el.translations.hidden = !on;
-      fitTranslations();
-    });
-    new ResizeObserver(() => fitTranslations()).observe(el.frame);
+  function initResizeFitting() {
+    new ResizeObserver(() => { fitTranslations(); enlargeSmallTargets(); }).observe(el.frame);
+    const fit = () => { if (!el.panel.hidden) fitPanel(); };
+    window.addEventListener("resize", fit);
+    window.addEventListener("scroll", fit, { passive: true });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -659,15 +889,31 @@
     el.panelTitle.textContent = title;
     el.panelBody.replaceChildren();
     el.panel.hidden = false;
+    el.placeholder.hidden = true;
     document.body.classList.add("panel-open");
+    fitPanel();
     return el.panelBody;
   }
 
+  // Focus goes back to what opened the panel (a dot, a text outline, a selection corner).
   function closePanel(restoreFocus = true) {
+    const opener = state.returnFocus;
     el.panel.hidden = true;
+    el.placeholder.hidden = false;
     document.body.classList.remove("panel-open");
     selectMark(null);
-    if (restoreFocus && state.returnFocus && state.returnFocus.isConnected) state.returnFocus.focus();
+    if (restoreFocus && opener && opener.isConnected) opener.focus({ preventScroll: true });
+  }
+
+  // Side panel (wide screens): never taller than the window below its top edge, so its end
+  // (and its scroll bar) stays on screen whether or not the page is scrolled.
+  function fitPanel() {
+    if (!window.matchMedia("(min-width: 900px)").matches) {
+      el.panel.style.maxHeight = "";
+      return;
+    }
+    const top = Math.max(el.panel.getBoundingClientRect().top, 0);
+    el.panel.style.maxHeight = `${Math.max(200, window.innerHeight - top - 16)}px`;
   }
 
   function focusPanel() {
@@ -675,24 +921,40 @@
   }
 
   function openRegionPanel(region, number) {
-    const what = region.label || (region.kind === "salient" ? "Salient area" : "Region");
+    const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const body = openPanel(`${number}. ${what}`);
-    renderMatches(body, Array.isArray(region.matches) ? region.matches : []);
+    renderMatches(body, closeMatches(region.matches, region, state.result));
     focusPanel();
+  }
+
+  // Only matches at or above the score floor the server reports (the retrieval calibration):
+  // `no_close_match` says there is none; `match_floor` (or `min_score`) is the floor itself,
+  // on the region, the search answer or the whole result. Without either, the server's own
+  // cut (index.min_score) already applied.
+  function closeMatches(matches, ...sources) {
+    const list = Array.isArray(matches) ? matches : [];
+    let floor = null;
+    for (const source of sources) {
+      if (!source || typeof source !== "object") continue;
+      if (source.no_close_match === true) return [];
+      for (const key of ["match_floor", "min_score"]) {
+        if (floor === null && typeof source[key] === "number") floor = source[key];
+      }
+    }
+    return floor === null ? list : list.filter((m) => typeof m.score === "number" && m.score >= floor);
   }
 
   function renderMatches(body, matches) {
     const sorted = [...matches].sort((a, b) => (b.score || 0) - (a.score || 0));
     if (!sorted.length) {
       const empty = make("div", "empty");
-      empty.append(make("p", "empty-title", "No similar items"));
-      empty.append(make("p", "hint small",
-        "Nothing in the catalog is close enough to this part of the photo. Try dragging a tighter box around it."));
+      empty.append(make("p", "empty-title", t("matches.none_title")));
+      empty.append(make("p", "hint small", t("matches.none_hint")));
       body.append(empty);
       return;
     }
     const list = make("ol", "matches");
-    list.setAttribute("aria-label", "Similar items, best first");
+    list.setAttribute("aria-label", t("matches.aria"));
     for (const match of sorted) list.append(makeMatch(match));
     body.append(list);
   }
@@ -715,10 +977,10 @@
     else thumb.classList.add("no-thumb");
     thumb.addEventListener("error", () => { thumb.removeAttribute("src"); thumb.classList.add("no-thumb"); });
     const text = make("div", "match-text");
-    const title = make("span", "match-title", match.title || `Item ${match.item_id}`);
+    const title = make("span", "match-title", match.title || t("match.item", { id: match.item_id }));
     title.dir = "auto";
     const score = typeof match.score === "number" ? match.score : 0;
-    const scoreLine = make("span", "match-score", `similarity ${score.toFixed(2)}`);
+    const scoreLine = make("span", "match-score", t("match.similarity", { score: score.toFixed(2) }));
     const meter = make("meter", "match-meter");
     meter.min = 0; meter.max = 1; meter.value = Math.max(0, Math.min(1, score));
     meter.setAttribute("aria-hidden", "true");
@@ -729,48 +991,141 @@
   }
 
   function openTextPanel(block) {
-    const body = openPanel("Text");
+    const body = openPanel(t("panel.text"));
     const original = make("p", "text-original", block.text || "");
     original.dir = "auto";
     if (block.language) original.lang = block.language;
-    const conf = typeof block.language_confidence === "number" ? ` · ${Math.round(block.language_confidence * 100)}% sure` : "";
-    const meta = make("p", "text-meta", `Language: ${languageName(block.language)}${block.language ? ` (${block.language})` : ""}${conf}`);
+    const conf = typeof block.language_confidence === "number"
+      ? ` · ${t("text.sure", { pct: Math.round(block.language_confidence * 100) })}` : "";
+    const language = `${languageName(block.language)}${block.language ? ` (${block.language})` : ""}`;
+    const meta = make("p", "text-meta", `${t("text.language", { language })}${conf}`);
     body.append(meta, original);
 
     const target = block.translation_language || el.targetLang.value;
-    body.append(make("h3", "text-heading", `Translation (${languageName(target)})`));
+    body.append(make("h3", "text-heading", t("text.translation_heading", { language: languageName(target) })));
     if (block.translation) {
       const translated = make("p", "text-translation", block.translation);
       translated.dir = "auto";
       translated.lang = target;
       body.append(translated);
     } else {
-      body.append(make("p", "text-note", block.translation_note || "No translation available."));
+      body.append(make("p", "text-note", block.translation_note || t("text.no_translation")));
     }
 
     const actions = make("div", "panel-actions");
-    const copyText = make("button", "button small", "Copy text");
+    const copyText = make("button", "button small", t("text.copy"));
     copyText.type = "button";
     copyText.addEventListener("click", () => copy(block.text || ""));
     actions.append(copyText);
     if (block.translation) {
-      const copyTranslation = make("button", "button small", "Copy translation");
+      const copyTranslation = make("button", "button small", t("text.copy_translation"));
       copyTranslation.type = "button";
       copyTranslation.addEventListener("click", () => copy(block.translation));
       actions.append(copyTranslation);
     }
-    const copyAll = make("button", "button small", "Copy all text");
+    actions.append(listenButton(block.text || "", block.language, "text.listen"));
+    if (block.translation) actions.append(listenButton(block.translation, target, "text.listen_translation"));
+    const copyAll = make("button", "button small", t("text.copy_all"));
     copyAll.type = "button";
     copyAll.addEventListener("click", copyAllText);
     actions.append(copyAll);
     body.append(actions);
+    body.append(searchTextButton(block.text || ""));
+    focusPanel();
+  }
+
+  // Listen: the browser's own speech synthesis, in the text's language, when it has a voice
+  // for it; otherwise the button says why it cannot.
+  function voiceFor(lang) {
+    if (!lang || !("speechSynthesis" in window)) return null;
+    const base = String(lang).toLowerCase().split(/[-_]/)[0];
+    return window.speechSynthesis.getVoices().find((v) => v.lang.toLowerCase().split(/[-_]/)[0] === base) || null;
+  }
+
+  function listenButton(text, lang, label) {
+    const wrap = make("span", "action");
+    const button = make("button", "button small listen", t(label));
+    button.type = "button";
+    button.dataset.lang = lang || "";
+    const note = make("span", "action-note");
+    note.id = `note-${Math.random().toString(36).slice(2)}`;
+    const update = () => {
+      const voice = voiceFor(lang);
+      button.disabled = !voice || !text;
+      note.textContent = voice ? "" : t("text.no_voice", { language: languageName(lang) });
+      note.hidden = !!voice;
+      if (voice) button.removeAttribute("aria-describedby");
+      else button.setAttribute("aria-describedby", note.id);
+    };
+    update();
+    if ("speechSynthesis" in window) window.speechSynthesis.addEventListener("voiceschanged", update, { once: true });
+    button.addEventListener("click", () => {
+      const synth = window.speechSynthesis;
+      if (synth.speaking) {
+        synth.cancel();
+        return;
+      }
+      const utterance = new SpeechSynthesisUtterance(text);
+      utterance.voice = voiceFor(lang);
+      utterance.lang = utterance.voice ? utterance.voice.lang : lang;
+      utterance.onend = utterance.onerror = () => { button.textContent = t(label); };
+      button.textContent = t("text.stop");
+      synth.speak(utterance);
+    });
+    wrap.append(button, note);
+    return wrap;
+  }
+
+  // "Search this text": the catalog by words, where the server offers it (its OpenAPI document
+  // lists a `text` field for /api/v1/search); otherwise disabled, with the reason shown.
+  function serverSearchesText() {
+    if (!state.textSearch) {
+      state.textSearch = getJson("/api/v1/openapi.json", new AbortController().signal).then(({ status, body }) => {
+        if (status !== 200 || !body) return false;
+        const content = (((body.paths || {})["/api/v1/search"] || {}).post || {}).requestBody;
+        const schema = content && content.content && content.content["application/json"];
+        return !!(schema && schema.schema && schema.schema.properties && schema.schema.properties.text);
+      }).catch(() => false);
+    }
+    return state.textSearch;
+  }
+
+  function searchTextButton(text) {
+    const wrap = make("div", "action search-text-action");
+    const button = make("button", "button small", t("text.search_this"));
+    button.type = "button";
+    button.disabled = true;
+    const note = make("span", "action-note", t("text.search_unavailable"));
+    note.id = `note-${Math.random().toString(36).slice(2)}`;
+    button.setAttribute("aria-describedby", note.id);
+    serverSearchesText().then((yes) => {
+      if (!yes || !text) return;
+      button.disabled = false;
+      note.hidden = true;
+      button.removeAttribute("aria-describedby");
+    });
+    button.addEventListener("click", () => searchText(text));
+    wrap.append(button, note);
+    return wrap;
+  }
+
+  async function searchText(text) {
+    const body = openPanel(t("text.search_this"));
+    body.append(make("p", "searching-text", t("select.searching")));
+    const response = await postJson("/api/v1/search", { text });
+    body.replaceChildren();
+    if (response.status !== 200) {
+      body.append(make("p", "hint small", errorMessage(response.status, response.body)));
+      return;
+    }
+    renderMatches(body, closeMatches(matchesOf(response.body), response.body));
     focusPanel();
   }
 
   async function copy(text) {
     try {
       await navigator.clipboard.writeText(text);
-      toast("Copied");
+      toast(t("toast.copied"));
     } catch {
       // Older browsers or no permission: the selection-based fallback.
       const area = make("textarea", "visually-hidden");
@@ -779,7 +1134,7 @@
       area.select();
       const ok = document.execCommand && document.execCommand("copy");
       area.remove();
-      toast(ok ? "Copied" : "Could not copy: your browser blocked the clipboard");
+      toast(t(ok ? "toast.copied" : "err.copy_blocked"));
     }
   }
 
@@ -794,7 +1149,7 @@
   function initBoxSelection() {
     let start = null;
     el.overlay.addEventListener("pointerdown", (e) => {
-      if (e.button !== 0 || e.target.closest("button") || !state.result) return;
+      if (e.button !== 0 || e.target.closest("button") || !state.result || state.mode !== "search") return;
       e.preventDefault();
       const rect = el.frame.getBoundingClientRect();
       start = { x: e.clientX - rect.left, y: e.clientY - rect.top, rect, moved: false };
@@ -820,21 +1175,83 @@
       start = null;
       el.selection.classList.remove("drawing");
       if (!wasDrag) {
-        el.selection.hidden = true;
+        hideSelection();
         if (!el.panel.hidden) closePanel(false);
         return;
       }
-      const width = state.result.width || state.photo.width;
-      const height = state.result.height || state.photo.height;
+      const [width, height] = photoSize();
       const imageBox = [
         (box.x / rect.width) * width, (box.y / rect.height) * height,
         ((box.x + box.w) / rect.width) * width, ((box.y + box.h) / rect.height) * height,
-      ].map((v) => Math.round(v));
-      placeBox(el.selection, imageBox, width, height);
-      searchBox(imageBox);
+      ];
+      showSelection(imageBox);
+      searchBox(state.box);
     };
     el.overlay.addEventListener("pointerup", finish);
     el.overlay.addEventListener("pointercancel", (e) => { if (start) { start.moved = false; finish(e); } });
+    initHandles();
+  }
+
+  // Corner handles resize the box shown (a dragged one or a dot's region); letting go searches
+  // the new box. Arrow keys move a focused corner.
+  function initHandles() {
+    let drag = null;
+    let keyTimer = 0;
+    const corners = { nw: [0, 1], ne: [2, 1], sw: [0, 3], se: [2, 3] };
+    const moveCorner = (corner, x, y) => {
+      const [width, height] = photoSize();
+      const rect = el.frame.getBoundingClientRect();
+      const minW = (MIN_DRAG_PX / rect.width) * width;
+      const minH = (MIN_DRAG_PX / rect.height) * height;
+      const box = [...state.box];
+      const [ix, iy] = corners[corner];
+      box[ix] = Math.max(0, Math.min(width, x));
+      box[iy] = Math.max(0, Math.min(height, y));
+      // A corner never crosses its opposite one.
+      if (ix === 0) box[0] = Math.min(box[0], box[2] - minW); else box[2] = Math.max(box[2], box[0] + minW);
+      if (iy === 1) box[1] = Math.min(box[1], box[3] - minH); else box[3] = Math.max(box[3], box[1] + minH);
+      showSelection(box);
+    };
+    for (const handle of el.selection.querySelectorAll(".handle")) {
+      handle.addEventListener("pointerdown", (e) => {
+        if (e.button !== 0 || !state.box) return;
+        e.preventDefault();
+        e.stopPropagation();
+        drag = { corner: handle.dataset.corner, rect: el.frame.getBoundingClientRect(), moved: false };
+        handle.setPointerCapture(e.pointerId);
+      });
+      handle.addEventListener("pointermove", (e) => {
+        if (!drag) return;
+        const [width, height] = photoSize();
+        drag.moved = true;
+        moveCorner(drag.corner, ((e.clientX - drag.rect.left) / drag.rect.width) * width,
+          ((e.clientY - drag.rect.top) / drag.rect.height) * height);
+      });
+      const release = () => {
+        if (!drag) return;
+        const moved = drag.moved;
+        drag = null;
+        if (moved && state.box) {
+          state.returnFocus = handle;
+          searchBox(state.box);
+        }
+      };
+      handle.addEventListener("pointerup", release);
+      handle.addEventListener("pointercancel", release);
+      handle.addEventListener("keydown", (e) => {
+        const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[e.key];
+        if (!step || !state.box) return;
+        e.preventDefault();
+        const [width, height] = photoSize();
+        const [ix, iy] = corners[handle.dataset.corner];
+        moveCorner(handle.dataset.corner, state.box[ix] + step[0] * KEY_NUDGE * width, state.box[iy] + step[1] * KEY_NUDGE * height);
+        clearTimeout(keyTimer);
+        keyTimer = setTimeout(() => {
+          state.returnFocus = handle;
+          searchBox(state.box, false);
+        }, KEY_SEARCH_DELAY_MS);
+      });
+    }
   }
 
   function dragBox(start, e) {
@@ -846,26 +1263,28 @@
     };
   }
 
-  async function searchBox(box) {
+  async function searchBox(box, moveFocus = true) {
+    const opener = state.returnFocus && state.returnFocus.classList.contains("handle") ? state.returnFocus : null;
     selectMark(null);
-    const body = openPanel("Selected area");
-    const status = make("p", "searching-text", "Searching the catalog…");
+    state.returnFocus = opener;
+    const body = openPanel(t("select.title"));
+    const status = make("p", "searching-text", t("select.searching"));
     status.setAttribute("role", "status");
     body.append(status);
     el.selection.classList.add("searching");
     const generation = ++state.generation;
     try {
-      const matches = await requestSearch(box);
+      const { matches, answer } = await requestSearch(box);
       if (generation !== state.generation) return;
       body.replaceChildren();
-      renderMatches(body, matches);
+      renderMatches(body, closeMatches(matches, answer, state.result));
     } catch (err) {
       if (generation !== state.generation) return;
       body.replaceChildren();
       const failed = make("div", "empty");
-      failed.append(make("p", "empty-title", "Search failed"));
-      failed.append(make("p", "hint small", err instanceof UserError ? err.message : "Something went wrong."));
-      const retry = make("button", "button small", "Try again");
+      failed.append(make("p", "empty-title", t("select.failed")));
+      failed.append(make("p", "hint small", err instanceof UserError ? err.message : t("err.something")));
+      const retry = make("button", "button small", t("select.retry"));
       retry.type = "button";
       retry.addEventListener("click", () => searchBox(box));
       failed.append(retry);
@@ -873,7 +1292,7 @@
     } finally {
       if (generation === state.generation) el.selection.classList.remove("searching");
     }
-    focusPanel();
+    if (moveFocus) focusPanel();
   }
 
   // By job id when the server still holds the upload (nothing sent twice); otherwise (a cached
@@ -881,7 +1300,7 @@
   async function requestSearch(box) {
     if (state.jobId) {
       const response = await postJson("/api/v1/search", { job_id: state.jobId, box });
-      if (response.status === 200) return matchesOf(response.body);
+      if (response.status === 200) return { matches: matchesOf(response.body), answer: response.body };
       if (response.status !== 404 && response.status !== 410) {
         throw new UserError(errorMessage(response.status, response.body));
       }
@@ -897,7 +1316,7 @@
     }
     const body = parseJson(await response.text());
     if (response.status !== 200) throw new UserError(errorMessage(response.status, body));
-    return matchesOf(body);
+    return { matches: matchesOf(body), answer: body };
   }
 
   async function postJson(url, payload) {
@@ -915,7 +1334,7 @@
 
   function matchesOf(body) {
     if (body && Array.isArray(body.matches)) return body.matches;
-    throw new UserError("The server's answer had no matches list.");
+    throw new UserError(t("err.no_matches_list"));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -929,22 +1348,30 @@
     el.fileInput.focus();
   }
 
+  // After a change of UI language: words drawn from data are drawn again.
+  function rerender() {
+    if (state.result && !el.result.hidden) showResult(state.result);
+  }
+
   function init() {
     initLanguagePicker();
+    // Catalogs load while the page is wired; a photo brought in meanwhile waits for them.
+    state.i18nReady = initUiLanguagePicker();
     initInputs();
-    initTranslateToggle();
+    initModes();
+    initResizeFitting();
     initBoxSelection();
     el.cancel.addEventListener("click", () => (state.result ? (cancelInFlight(), show(el.result)) : startOver()));
     el.retry.addEventListener("click", () => { if (state.retry) state.retry(); });
     el.errorNewPhoto.addEventListener("click", startOver);
     el.newPhoto.addEventListener("click", startOver);
     el.copyAll.addEventListener("click", copyAllText);
-    el.panelClose.addEventListener("click", () => { closePanel(); el.selection.hidden = true; });
+    el.panelClose.addEventListener("click", () => closePanel());
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && !el.panel.hidden) closePanel();
     });
     el.photo.addEventListener("load", fitTranslations);
-    document.body.classList.add("ready");
+    state.i18nReady.then(() => document.body.classList.add("ready"));
   }
 
   init();
