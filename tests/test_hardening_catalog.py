@@ -94,3 +94,15 @@ def test_a_failed_write_rolls_back_and_never_blocks_the_next(app_client, stamps,
     assert "added 2" in out.stdout, out.stdout
     items, _ = snapshot(client, settings, [])
     assert [row[2] for row in items] == [row[2] for row in before[0]] + [p.stem for p in stamps[3:6]]
+
+
+def test_an_os_error_in_an_embedded_read_is_not_called_a_queue_outage(app_client, monkeypatch):
+    """Embedded, there is no queue: a task's own OSError is the server's (500), not a 503
+    saying Redis is unreachable."""
+    import lens.index.catalog as catalog_module
+
+    client, _settings = app_client
+    monkeypatch.setattr(catalog_module.Catalog, "thumbnail_path", lambda *a: fail())
+    response = client.get("/api/v1/items/1/thumbnail")
+    assert response.status_code == 500, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "internal"

@@ -159,6 +159,8 @@ class Gateway:
                 f"no worker answered within {self.settings.server.sync_timeout_s:.0f} s; "
                 "are workers running for this queue?")) from None
         except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
+            if self.embedded and isinstance(exc, OSError):
+                raise  # no queue here: the task itself failed (a disk error is a 507/500, not a 503)
             raise self.queue_down(exc) from None
         if isinstance(out, dict) and "error" in out:
             err = out["error"]
