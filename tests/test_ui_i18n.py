@@ -80,7 +80,7 @@ def open_page(browser, url: str, locale: str, viewport: str):
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     page.goto(url)
-    page.wait_for_function("document.body.classList.contains('ready')")
+    page.wait_for_selector("body.ready", state="attached")
     return page, problems
 
 
@@ -125,7 +125,7 @@ def test_japanese_browser_then_the_switch_to_vietnamese_is_remembered(browser, s
     assert page.text_content("#picker-title") == vi["picker.title"]
     assert page.text_content("label[for='camera-input']").strip() == vi["picker.take_photo"]
     page.reload()
-    page.wait_for_function("document.body.classList.contains('ready')")
+    page.wait_for_selector("body.ready", state="attached")
     assert page.input_value("#ui-lang") == "vi", "the choice is remembered"
     assert page.text_content("#picker-title") == vi["picker.title"]
     shot(page, "i18n-vi-start-phone")

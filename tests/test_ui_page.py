@@ -71,7 +71,7 @@ def test_static_files_have_no_inline_script_style_or_handlers():
 def test_page_loads_under_strict_csp_and_fits_the_screen(browser, static_ui, viewport):
     page = new_page(browser, viewport)
     page.goto(static_ui.url)
-    page.wait_for_function("document.body.classList.contains('ready')")
+    page.wait_for_selector("body.ready", state="attached")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= VIEWPORTS[viewport]["width"], f"page is {width}px wide, wider than the screen"
     for selector in ("#camera-input", "#file-input"):

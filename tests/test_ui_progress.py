@@ -53,7 +53,7 @@ def test_progress_shows_each_stage_as_the_job_enters_it(browser, slow_server, bu
     urls: list[str] = []
     page.on("request", lambda r: urls.append(r.url))
     page.goto(slow_server.url)
-    page.wait_for_function("document.body.classList.contains('ready')")
+    page.wait_for_selector("body.ready", state="attached")
     page.evaluate(RECORD_LABELS)
 
     page.set_input_files("#file-input", str(bus_jpg))
