@@ -57,10 +57,9 @@ def test_async_analysis_streams_its_stages_in_order_then_the_result(client, bus_
     end = events[-1][1]
     assert end["status"] == "done" and end["result"]["regions"]
     stages = [s["stage"] for s in end["stages"]]
-    # Embedded, the regions branch runs before the text branch.
+    # The regions and text branches run side by side, so their stages interleave.
     assert stages[0] == "uploaded" and stages[-1] == "done"
     assert {"detecting", "reading_text"} <= set(stages) <= set(STAGES)
-    assert stages.index("detecting") < stages.index("reading_text")
     times = [s["at"] for s in end["stages"]]
     assert times == sorted(times)
 
@@ -83,7 +82,9 @@ def test_polling_sees_the_job_move_before_it_is_done(client, zidane_jpg):
             break
         time.sleep(0.05)
     assert job["status"] == "done", job
-    assert seen[0] in ("uploaded", "detecting") and seen[-1] == "done" and len(seen) >= 3, seen
+    # At least one stage before done: the branches run side by side, so a poll may see only
+    # the later of two stages entered at once.
+    assert seen[0] in ("uploaded", "detecting", "reading_text") and seen[-1] == "done" and len(seen) >= 2, seen
 
 
 def test_without_prefer_the_embedded_server_still_answers_200_with_the_result(client, bus_jpg):

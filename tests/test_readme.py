@@ -133,7 +133,7 @@ def test_the_defaults_the_readme_states_are_the_defaults():
     row = {m[0].strip(): m[1] for m in re.findall(r"^\| ([^|]+) \| `([^`]+)`", README, flags=re.M)}
     assert row["object detection"] == defaults.detect.backend == "opencv-ssd"
     assert row["saliency (what stands out)"] == defaults.saliency.backend == "spectral-residual"
-    assert row["embedding for catalog search"] == defaults.embed.backend == "efficientnet-lite2"
+    assert row["embedding for catalog search"] == defaults.embed.backend == "efficientnet-lite2-onnx"
     assert row["text reading (OCR)"] == defaults.ocr.backend
     assert row["translation"] == defaults.translate.backend
     assert "YOLOv3-tiny via ultralytics" not in README

@@ -117,7 +117,7 @@ class Gateway:
             "created": record.created,
         }
         body["stages"] = self.jobs.stages(job_id, BRANCHES, record, state)
-        body["stage"] = body["stages"][-1]["stage"]
+        body["stage"] = self.jobs.current_stage(job_id, BRANCHES, body["stages"])
         age = time.time() - record.created
         deadline = self.settings.server.job_deadline_s
         if state.status in ("queued", "running") and age > deadline:

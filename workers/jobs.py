@@ -172,6 +172,18 @@ class Jobs:
             events.append(("done", max(state.updated, events[-1][1])))
         return [{"stage": stage, "at": at} for stage, at in events]
 
+    def current_stage(self, job_id: str, branches: tuple[str, ...], stages: list[dict[str, Any]]) -> str:
+        """The one stage to show: the branches run side by side, so "the stage entered last"
+        would flick to reading_text the moment both start. Show the first unfinished branch's
+        (in `branches` order: the dots before the text), the later one's once it is done."""
+        if stages and stages[-1]["stage"] == "done":
+            return "done"
+        for branch in branches:
+            entries = json.loads(self.store.get(f"job:{job_id}:stages:{branch}") or "[]")
+            if entries and self.part(job_id, branch) is None:
+                return entries[-1][0]
+        return stages[-1]["stage"] if stages else "uploaded"
+
     # -- results -------------------------------------------------------------------------------
     def save_result(self, cache_key: str, result_json: str) -> None:
         ttl = max(self.settings.server.result_cache_ttl_s, self.ttl)
