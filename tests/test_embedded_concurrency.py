@@ -95,3 +95,16 @@ def test_each_photo_is_decoded_once(embedded_app, bus_jpg, monkeypatch):
     job_id = response.get_json()["job_id"]
     search = app.test_client().post("/api/v1/search", json={"job_id": job_id, "box": [0, 0, 400, 400]})
     assert search.status_code in (200, 503), search.get_json()  # 503: no catalog in this data dir
+
+
+def test_synchronous_calls_beside_a_running_photo_never_fail(embedded_app, bus_jpg):
+    """Item and thumbnail reads while a photo's branches run on the other compute threads (the UI
+    loads match thumbnails while the user analyses the next photo): none may answer 500."""
+    app, _ = embedded_app
+    with ThreadPoolExecutor(4) as clients:
+        analysis = clients.submit(_post, app, bus_jpg)
+        reads = [clients.submit(lambda: app.test_client().get("/api/v1/items/1")) for _ in range(12)]
+        statuses = [r.result().status_code for r in reads]
+        assert analysis.result().status_code == 200
+    assert all(status in (404, 503) for status in statuses), statuses  # no catalog here: 503
+    assert app.test_client().get("/api/v1/items/1").status_code in (404, 503)

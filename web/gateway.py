@@ -126,8 +126,12 @@ class Gateway:
         """Run a task (on a worker, or eagerly) and wait; errors it returned are raised here."""
         try:
             if self.embedded:
-                out = self.runtime.run(lambda: self.celery.tasks[task_name].apply_async(args=args).get(),
-                                       exclusive=task_name.startswith("lens.index."))
+                # disable_sync_subtasks=False: Celery's eager apply flags "a task is running" in
+                # a process-wide global, so with tasks on several compute threads this finished
+                # result's get() would refuse ("never call result.get() within a task").
+                out = self.runtime.run(
+                    lambda: self.celery.tasks[task_name].apply_async(args=args).get(disable_sync_subtasks=False),
+                    exclusive=task_name.startswith("lens.index."))
             else:
                 result = self.celery.tasks[task_name].apply_async(args=args)
                 out = result.get(timeout=self.settings.server.sync_timeout_s)
