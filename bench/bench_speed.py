@@ -5,7 +5,8 @@ stage of one photo cost before ONNX Runtime). Every figure below is also given a
 because the machine is shared and absolute milliseconds move from run to run.
 
 Rows "before" run the code of LENS_BENCH_BEFORE_REF (default aebc536, the commit before this
-work; extracted with `git archive`, so nothing of this checkout changes), rows "after" this
+work; extracted with `git archive`, so nothing of this checkout changes; empty, or a clone
+without that commit, skips them: its torch catalog build alone takes ~5 min), rows "after" this
 checkout, one after the other in the same run, against the same photos, each with a demo catalog it
 built itself. Through the embedded server's HTTP API (`lens serve --embedded`, subprocesses on
 loopback; multipart upload; result cache off):
