@@ -72,6 +72,7 @@ class Pipeline:
         self.settings = settings or get_settings()
         self._lock = threading.RLock()
         self._stages: dict[str, Any] = {}
+        self._side: ThreadPoolExecutor | None = None
 
     # -- lazily created stages -------------------------------------------------------------
     def _stage(self, name: str, factory: Callable[[], Any]) -> Any:
@@ -183,14 +184,17 @@ class Pipeline:
 
         s = self.settings
         work, factor = resize_max_side(image.rgb, s.limits.work_max_side)
+        saliency_future = None
+        if s.saliency.backend != "none":
+            # Beside detection, on the other core: the two read the same work image, share
+            # nothing else, and both release the GIL (OpenCV, onnxruntime, torch).
+            saliency = self.saliency
+            saliency_future = self._side_pool().submit(self._saliency_map, saliency, work, timer)
         detections: list[Detection] = []
         if s.detect.backend != "none":
             with timer.stage("detect"):
                 detections = self.detector.detect(work)
-        saliency_map = None
-        if s.saliency.backend != "none":
-            with timer.stage("saliency"):
-                saliency_map = self.saliency.map(work)
+        saliency_map = saliency_future.result() if saliency_future is not None else None
         regions_config = s.regions
         if options.max_regions is not None:
             regions_config = regions_config.model_copy(update={"max_regions": options.max_regions})
@@ -202,6 +206,21 @@ class Pipeline:
             matches = self.search_boxes(image, [r.box for r in regions], timer=timer)
             regions = [r.model_copy(update={"matches": m}) for r, m in zip(regions, matches, strict=True)]
         return regions
+
+    @staticmethod
+    def _saliency_map(saliency, work: np.ndarray, timer: Timer) -> np.ndarray:
+        with timer.stage("saliency"):
+            return saliency.map(work)
+
+    def _side_pool(self) -> ThreadPoolExecutor:
+        """Threads for work that runs beside a stage of the same photo (one per core: at most
+        one side task per photo in flight, and no more photos than cores compute at once)."""
+        with self._lock:
+            if self._side is None:
+                from lens.threads import cpu_count
+
+                self._side = ThreadPoolExecutor(max_workers=cpu_count(), thread_name_prefix="lens-side")
+            return self._side
 
     def search_boxes(
         self, image: DecodedImage, boxes: list[Box], k: int | None = None, timer: Timer | None = None
