@@ -27,7 +27,8 @@ WRITER = textwrap.dedent("""
     from lens.config import load_settings
     from lens.embed import create_embedder
     from lens.image import load_image_file
-    from lens.index import open_catalog, storage
+    from lens import files as storage
+    from lens.index import open_catalog
     from lens.index.catalog import NewItem
 
     data_dir, stage, phase, paths = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]

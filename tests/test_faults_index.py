@@ -3,7 +3,7 @@
 Real processes: a private redis-server, a `vision` worker (searches), an `index` worker (catalog
 writes) and the gunicorn gateway. To land the kill inside Catalog.save() rather than before or
 after it, the index worker runs a test-only Celery app module (written to tmp_path, never part
-of the product) that wraps lens.index.storage._write_chunks: while a `vectors-*.faiss` temp file
+of the product) that wraps lens.files._write_chunks: while a `vectors-*.faiss` temp file
 is half written it records its pid and stalls, but only while a trigger file exists. The test
 then SIGKILLs that pool process; Celery's main process notices the lost child and, with
 acks_late + reject_on_worker_lost, puts the write back on the queue for the respawned child.
@@ -40,7 +40,7 @@ MAX_ATTEMPTS = 2
 FAULT_WORKER = textwrap.dedent('''
     import os, time
     from pathlib import Path
-    from lens.index import storage
+    from lens import files as storage
     from workers.worker import app  # noqa: F401  (celery -A finds it here)
 
     FAULT_DIR = Path(os.environ["INDEX_FAULT_DIR"])

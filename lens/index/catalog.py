@@ -37,8 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lens.config import Settings
 from lens.errors import BadInputError, LensError
+from lens.files import (
+    atomic_output,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_stale_temporaries,
+)
 from lens.image import DecodedImage, decode_image
-from lens.index.storage import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from lens.index.vectors import VectorIndex, choose_kind
 from lens.types import Match
 
@@ -648,6 +653,5 @@ def _write_thumbnail(rgb: np.ndarray, path: Path) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     # Thumbnails are derived data: temp + rename keeps them whole, without an fsync each.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())

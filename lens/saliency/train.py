@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lens.files import atomic_output
 from lens.saliency.net import (
     DilatedEfficientNetLite2,
     NetConfig,
@@ -305,9 +306,8 @@ def save_decoder(path: Path, state: dict, net_config: NetConfig, meta: dict) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     payload = {"net_config": net_config.to_dict(), "state_dict": half, "meta_json": json.dumps(meta)}
-    tmp = path.with_suffix(path.suffix + ".part")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_decoder(path: Path, device: str = "cpu") -> tuple[SaliencyDecoder, dict]:

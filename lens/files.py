@@ -1,12 +1,14 @@
-"""Crash-safe file writes: write a temporary file beside the target, fsync it, rename it over
-the target, fsync the folder. A process killed at any point leaves either the old file or the
-new one, never a torn one (rename is atomic on POSIX filesystems)."""
+"""Crash-safe file writes, the one place they are written: a temporary file beside the target,
+renamed over it (atomic on POSIX filesystems), so a process killed at any point leaves either
+the old file or the new one, never a torn one. Durable writes also fsync the file and folder."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,27 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_output(dest: Path, suffix: str = ".part") -> Iterator[Path]:
+    """A temporary path beside `dest` for a writer that takes a path (an ONNX export, torch.save,
+    an image encoder); renamed over `dest` when the block ends without error, removed otherwise.
+    Readable by all (mkstemp makes 0600; workers may run as another user). Not fsynced: for
+    files that can be made again (prepared models, thumbnails); durable data uses
+    atomic_write_bytes."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
