@@ -108,9 +108,6 @@ class VectorIndex:
             return
         self._index.remove_ids(np.asarray(ids, dtype=np.int64))
 
-    def vectors_for(self, ids: list[int]) -> np.ndarray:
-        return np.stack([self._index.reconstruct(int(i)) for i in ids]) if ids else np.zeros((0, self.dim), np.float32)
-
     # -- search ----------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (N, k'); id -1 pads when the index holds fewer vectors."""

@@ -121,9 +121,3 @@ def other_fixation_map(images: list[OsieImage], exclude: int, shape: tuple[int, 
     """Fixations of every image except `images[exclude]`: the negatives of shuffled AUC."""
     points = [im.fixations for i, im in enumerate(images) if i != exclude]
     return fixation_map(np.concatenate(points) if points else np.zeros((0, 2)), shape)
-
-
-def scale_points(points: np.ndarray, from_shape: tuple[int, int], to_shape: tuple[int, int]) -> np.ndarray:
-    """Fixation points moved from one image size to another (e.g. to a downscaled working copy)."""
-    fy, fx = to_shape[0] / from_shape[0], to_shape[1] / from_shape[1]
-    return np.asarray(points, dtype=np.float64).reshape(-1, 2) * np.array([fx, fy])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from lens.config import Settings
-from lens.registry import load_backend
 
 if TYPE_CHECKING:
     from lens.translate.service import TranslationService
@@ -26,10 +25,6 @@ class Translator(Protocol):
 
     def translate(self, texts: list[str], src: str, dst: str) -> list[str]:
         ...
-
-
-def create_translator(settings: Settings) -> Translator:
-    return load_backend("translate", settings.translate.backend, BACKENDS)(settings)
 
 
 def create_translation_service(settings: Settings) -> TranslationService:
