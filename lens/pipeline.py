@@ -277,15 +277,19 @@ class Pipeline:
                 regions = self.find_regions(image, options, timer)
             elif want_text:
                 blocks = self.read_text(image, options, timer)
+        return self.assemble_result(image.sha256, image.width, image.height, regions, blocks,
+                                    timer.ms, options.model_dump())
+
+    def assemble_result(
+        self, image_id: str, width: int, height: int, regions: list[Any], text_blocks: list[Any],
+        timings_ms: dict[str, float], options: dict[str, Any], warnings: list[str] | None = None,
+    ) -> AnalyzeResult:
+        """The one place an AnalyzeResult is made: in-process here, and by the fleet's merge
+        task from the two branches' stored outputs."""
         return AnalyzeResult(
-            image_id=image.sha256,
-            width=image.width,
-            height=image.height,
-            regions=regions,
-            text_blocks=blocks,
-            timings_ms=timer.ms,
-            model_versions=self.model_versions(),
-            options=options.model_dump(),
+            image_id=image_id, width=width, height=height, regions=regions, text_blocks=text_blocks,
+            timings_ms=timings_ms, model_versions=self.model_versions(), options=options,
+            warnings=warnings or [],
         )
 
 

@@ -28,7 +28,6 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from lens.errors import LensError
 from lens.image import load_image_file
 from lens.pipeline import Timer
-from lens.types import AnalyzeResult
 from workers.jobs import STAGE_OF_TIMER
 
 log = logging.getLogger(__name__)
@@ -146,17 +145,9 @@ def merge_job(runtime, job_id: str) -> str:
     for part in parts.values():
         timings.update(part.get("timings_ms", {}))
     timings["total"] = round((time.time() - record.created) * 1e3, 2)
-    result = AnalyzeResult(
-        image_id=record.image_id,
-        width=record.width,
-        height=record.height,
-        regions=parts["regions"].get("regions", []),
-        text_blocks=parts["text"].get("text_blocks", []),
-        timings_ms=timings,
-        model_versions=runtime.pipeline().model_versions(),
-        options=record.options,
-        warnings=errors,
-    )
+    result = runtime.pipeline().assemble_result(
+        record.image_id, record.width, record.height, parts["regions"].get("regions", []),
+        parts["text"].get("text_blocks", []), timings, record.options, warnings=errors)
     # A partial result (one branch failed) is shown for this job but never cached.
     result_key = record.cache_key if not errors else f"job-{job_id}"
     jobs.save_result(result_key, result.to_json())
