@@ -1,0 +1,303 @@
+"""The dots: are they on what people care about, never on junk, never stacked?
+
+On coco128 (64 real photos with COCO boxes, ../shared/data/coco128), split by sorted index
+parity into a tuning half (even) and a report half (odd); RegionConfig and the detector were
+chosen on the tuning half only, and both halves are reported:
+- main-object recall: of the up-to-3 largest labelled objects covering >= 3% of the photo, the
+  share matched by some dot's box at IoU >= 0.5;
+- junk rate: the share of dots overlapping no labelled object (IoU < 0.3 with every one, and
+  the dot's centre inside none);
+- crowded pairs: pairs of dots whose centres are closer than 4% of the photo's diagonal (a
+  finger cannot tell them apart).
+Then, for the same settings: the share of human fixations inside the top-1 / top-3 dots on the
+100 OSIE test photos (the learned map never saw them), and "first dot on the product" on
+GroceryStore val photos (no boxes there: the photographer aimed at the product, which fills
+much of the frame, so the first dot counts as on it when its box contains the photo's centre).
+Each row runs the pipeline's region branch (downscale to limits.work_max_side, detect,
+saliency, select_regions) with one set of settings; the first row is the defaults before
+issue 15, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import SHARED, BenchContext, Table, single_thread
+from lens.types import Box
+
+COCO_DIR = SHARED / "data" / "coco128"
+GROCERY_DIR = SHARED / "data" / "grocery"
+MAIN_OBJECTS, MAIN_MIN_AREA, MATCH_IOU = 3, 0.03, 0.5
+JUNK_IOU, CROWDED_DIAGONAL = 0.3, 0.04
+QUICK_PHOTOS = 16
+
+# RegionConfig as it was before issue 15 (the baseline row); fields added since are set so that
+# they change nothing.
+BEFORE_ISSUE_15: dict = {}
+
+
+@dataclass
+class LabelledPhoto:
+    path: Path
+    width: int
+    height: int
+    boxes: list[Box]  # every labelled object, pixels
+
+    def load_rgb(self) -> np.ndarray:
+        from PIL import Image
+
+        return np.asarray(Image.open(self.path).convert("RGB"))
+
+
+def load_coco128(root: Path = COCO_DIR) -> list[LabelledPhoto]:
+    """The photos sorted by name, each with its YOLO boxes in pixels (a photo without a label
+    file has no labelled object)."""
+    from PIL import Image
+
+    photos = []
+    for path in sorted((root / "images").glob("*.jpg")):
+        with Image.open(path) as im:
+            w, h = im.size
+        boxes = []
+        label_file = root / "labels" / (path.stem + ".txt")
+        if label_file.is_file():
+            for line in label_file.read_text().split("\n"):
+                if not line.strip():
+                    continue
+                _cls, cx, cy, bw, bh = (float(v) for v in line.split())
+                boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
+        photos.append(LabelledPhoto(path, w, h, boxes))
+    return photos
+
+
+def split(photos: list[LabelledPhoto]) -> tuple[list[LabelledPhoto], list[LabelledPhoto]]:
+    """(tuning half: even sorted index, report half: odd)."""
+    return photos[0::2], photos[1::2]
+
+
+def _iou(a: Box, b: Box) -> float:
+    from lens.detect.merge import iou
+
+    return iou(a, b)
+
+
+def main_objects(photo: LabelledPhoto) -> list[Box]:
+    from lens.detect.merge import box_area
+
+    area = photo.width * photo.height
+    big = [b for b in photo.boxes if box_area(b) >= MAIN_MIN_AREA * area]
+    return sorted(big, key=box_area, reverse=True)[:MAIN_OBJECTS]
+
+
+def crowded_pairs(dots: list[Box], width: int, height: int, fraction: float = CROWDED_DIAGONAL) -> int:
+    limit = fraction * float(np.hypot(width, height))
+    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in dots]
+    return sum(
+        1
+        for i in range(len(centres))
+        for j in range(i + 1, len(centres))
+        if np.hypot(centres[i][0] - centres[j][0], centres[i][1] - centres[j][1]) < limit
+    )
+
+
+def is_junk(dot: Box, labelled: list[Box]) -> bool:
+    cx, cy = (dot[0] + dot[2]) / 2, (dot[1] + dot[3]) / 2
+    return all(_iou(dot, b) < JUNK_IOU and not (b[0] <= cx <= b[2] and b[1] <= cy <= b[3]) for b in labelled)
+
+
+@dataclass
+class DotCounts:
+    main_found: int = 0
+    main_total: int = 0
+    junk: int = 0
+    dots: int = 0
+    crowded: int = 0
+
+    def add(self, dots: list[Box], photo: LabelledPhoto) -> None:
+        main = main_objects(photo)
+        self.main_total += len(main)
+        self.main_found += sum(any(_iou(d, m) >= MATCH_IOU for d in dots) for m in main)
+        self.junk += sum(is_junk(d, photo.boxes) for d in dots)
+        self.dots += len(dots)
+        self.crowded += crowded_pairs(dots, photo.width, photo.height)
+
+    @property
+    def recall(self) -> float:
+        return self.main_found / self.main_total if self.main_total else 0.0
+
+    @property
+    def junk_rate(self) -> float:
+        return self.junk / self.dots if self.dots else 0.0
+
+
+class RegionBranch:
+    """The pipeline's region branch (Pipeline.find_regions without the search), with detections
+    and saliency maps cached per photo so that several RegionConfigs can be compared cheaply.
+    Detections are computed once at the lowest confidence of interest and filtered per row
+    (greedy NMS keeps the same boxes above a higher threshold)."""
+
+    def __init__(self, ctx: BenchContext, min_confidence: float = 0.05) -> None:
+        self.ctx = ctx
+        self.min_confidence = min_confidence
+        self._detectors: dict[str, object] = {}
+        self._maps: dict[str, object] = {}
+        self._cache: dict[tuple, object] = {}
+        self.ms: dict[str, list[float]] = {}
+
+    def settings(self, **overrides):
+        from lens.config import REPO_ROOT, load_settings
+
+        return load_settings(data_dir=self.ctx.work_dir / "data", models_dir=REPO_ROOT / "var" / "models", **overrides)
+
+    def _timed(self, key: str, fn):
+        start = time.perf_counter()
+        out = fn()
+        self.ms.setdefault(key, []).append((time.perf_counter() - start) * 1e3)
+        return out
+
+    def work(self, key: str, rgb: np.ndarray, work_max_side: int) -> tuple[np.ndarray, float]:
+        from lens.image import resize_max_side
+
+        cache_key = ("work", key, rgb.shape, work_max_side)
+        if cache_key not in self._cache:
+            self._cache[cache_key] = resize_max_side(rgb, work_max_side)
+        return self._cache[cache_key]
+
+    def detections(self, key: str, work: np.ndarray, backend: str, confidence: float):
+        if backend == "none":
+            return []
+        cache_key = ("detect", key, work.shape, backend)
+        if cache_key not in self._cache:
+            if backend not in self._detectors:
+                from lens.detect import create_detector
+
+                self._detectors[backend] = create_detector(
+                    self.settings(detect={"backend": backend, "confidence": self.min_confidence}))
+                self._detectors[backend].detect(work)  # warm-up outside the timing
+            detector = self._detectors[backend]
+            self._cache[cache_key] = self._timed(f"detect {backend}", lambda: detector.detect(work))
+        return [d for d in self._cache[cache_key] if d.score >= confidence]
+
+    def saliency(self, key: str, work: np.ndarray, backend: str):
+        if backend == "none":
+            return None
+        cache_key = ("map", key, work.shape, backend)
+        if cache_key not in self._cache:
+            if backend not in self._maps:
+                from lens.saliency import create_saliency
+
+                self._maps[backend] = create_saliency(self.settings(saliency={"backend": backend}))
+                self._maps[backend].map(work)  # warm-up
+            model = self._maps[backend]
+            self._cache[cache_key] = self._timed(f"saliency {backend}", lambda: model.map(work))
+        return self._cache[cache_key]
+
+    def dots(self, key: str, rgb: np.ndarray, setting: DotSetting) -> list[Box]:
+        """The dots' boxes in the pixels of `rgb`, best first."""
+        from lens.pipeline import scale_box
+        from lens.saliency import select_regions
+
+        settings = setting.settings(self)
+        work, factor = self.work(key, rgb, settings.limits.work_max_side)
+        dets = self.detections(key, work, settings.detect.backend, settings.detect.confidence)
+        sal = self.saliency(key, work, settings.saliency.backend)
+        regions = self._timed(f"select {setting.name}", lambda: select_regions(work, dets, sal, settings.regions))
+        return [scale_box(r.box, factor, rgb.shape[1], rgb.shape[0]) for r in regions]
+
+
+@dataclass
+class DotSetting:
+    """One row: a detector, a confidence, a saliency map and RegionConfig overrides."""
+
+    name: str
+    detector: str = "opencv-ssd"
+    confidence: float = 0.25
+    saliency: str = "spectral-residual"
+    regions: dict | None = None  # None: the current RegionConfig defaults
+
+    def settings(self, branch: RegionBranch):
+        regions = self.regions or {}
+        return branch.settings(detect={"backend": self.detector, "confidence": self.confidence},
+                               saliency={"backend": self.saliency}, regions=regions)
+
+
+def coco_counts(branch: RegionBranch, photos: list[LabelledPhoto], setting: DotSetting) -> DotCounts:
+    counts = DotCounts()
+    for photo in photos:
+        counts.add(branch.dots(str(photo.path), photo.load_rgb(), setting), photo)
+    return counts
+
+
+def osie_shares(branch: RegionBranch, images: list, setting: DotSetting) -> tuple[float, float]:
+    """Mean share of human fixations inside the top-1 and the top-3 dots."""
+    from bench.bench_saliency import _fixation_share
+
+    top1, top3 = [], []
+    for im in images:
+        boxes = branch.dots(f"osie {im.id}", im.load_rgb(), setting)
+        top1.append(_fixation_share(im.fixations, boxes[:1]))
+        top3.append(_fixation_share(im.fixations, boxes[:3]))
+    return float(np.mean(top1)), float(np.mean(top3))
+
+
+def grocery_photos(count: int | None) -> list[Path]:
+    """GroceryStore val photos, every 3rd by listed order (99 of 296), or `count` spread out."""
+    lines = [line.split(",")[0].strip() for line in (GROCERY_DIR / "val.txt").read_text().split("\n") if line.strip()]
+    paths = [GROCERY_DIR / p for p in lines]
+    return paths[:: max(1, len(paths) // count)][:count] if count else paths[::3]
+
+
+def first_dot_on_product(branch: RegionBranch, paths: list[Path], setting: DotSetting) -> float:
+    from PIL import Image
+
+    hits = 0
+    for path in paths:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        boxes = branch.dots(str(path), rgb, setting)
+        h, w = rgb.shape[:2]
+        hits += bool(boxes) and boxes[0][0] <= w / 2 <= boxes[0][2] and boxes[0][1] <= h / 2 <= boxes[0][3]
+    return hits / len(paths) if paths else 0.0
+
+
+def settings_rows() -> list[DotSetting]:
+    return [
+        DotSetting("before issue 15 (ssd 0.25, spectral)", regions=BEFORE_ISSUE_15),
+    ]
+
+
+def run(ctx: BenchContext) -> list[Table]:
+    from lens.saliency.train import test_images
+
+    single_thread()
+    photos = load_coco128()
+    tuning, report = split(photos)
+    if ctx.quick:
+        tuning, report = tuning[: QUICK_PHOTOS // 2], report[: QUICK_PHOTOS // 2]
+    osie = test_images(limit=QUICK_PHOTOS if ctx.quick else None)
+    grocery = grocery_photos(QUICK_PHOTOS if ctx.quick else None)
+    branch = RegionBranch(ctx)
+    rows = []
+    for setting in settings_rows():
+        t, r = coco_counts(branch, tuning, setting), coco_counts(branch, report, setting)
+        top1, top3 = osie_shares(branch, osie, setting)
+        product = first_dot_on_product(branch, grocery, setting)
+        rows.append([setting.name, t.recall, t.junk_rate, t.crowded, r.recall, r.junk_rate, r.crowded,
+                     f"{r.main_found}/{r.main_total}", f"{r.junk}/{r.dots}", top1, top3, product,
+                     float(np.median(branch.ms[f"select {setting.name}"]))])
+    timing = ", ".join(f"{k} {np.median(v):.0f} ms" for k, v in branch.ms.items() if not k.startswith("select"))
+    return [Table(
+        title=f"Dots on coco128 (tuning {len(tuning)} / report {len(report)} photos), OSIE ({len(osie)}) and GroceryStore ({len(grocery)})",
+        columns=["setting", "tune recall", "tune junk", "tune crowded", "report recall", "report junk",
+                 "report crowded", "report main found", "report junk dots", "OSIE top-1 fix.", "OSIE top-3 fix.",
+                 "grocery first dot on product", "select median ms"],
+        rows=rows,
+        notes=("Recall: up to 3 largest labelled objects >= 3% of the photo, matched by any dot at IoU >= 0.5. "
+               "Junk: dots with IoU < 0.3 to every labelled object and centre inside none. Crowded: pairs of dot "
+               "centres closer than 4% of the diagonal. coco128 are COCO train photos, so COCO detectors are at "
+               "their best. Grocery: first dot's box contains the photo centre. Median ms per photo, 1 thread: "
+               + timing),
+    )]
