@@ -269,25 +269,65 @@ def grocery_photos(count: int | None) -> list[Path]:
     return paths[:: max(1, len(paths) // count)][:count] if count else paths[::3]
 
 
-def first_dot_on_product(branch: RegionBranch, paths: list[Path], setting: DotSetting) -> float:
+def first_dot_on_product(branch: RegionBranch, paths: list[Path], setting: DotSetting) -> tuple[float, float]:
+    """(share of photos whose first dot's box contains the centre, mean share of the photo that
+    box covers: a box over the whole shelf also contains the centre, so read both)."""
     from PIL import Image
 
-    hits = 0
+    from lens.detect.merge import box_area
+
+    hits, areas = 0, []
     for path in paths:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         boxes = branch.dots(str(path), rgb, setting)
         h, w = rgb.shape[:2]
         hits += bool(boxes) and boxes[0][0] <= w / 2 <= boxes[0][2] and boxes[0][1] <= h / 2 <= boxes[0][3]
-    return hits / len(paths) if paths else 0.0
+        areas.append(box_area(boxes[0]) / (w * h) if boxes else 0.0)
+    return (hits / len(paths), float(np.mean(areas))) if paths else (0.0, 0.0)
 
 
 def settings_rows() -> list[DotSetting]:
     return [
         DotSetting("before issue 15 (ssd 0.25, spectral)", "opencv-ssd", 0.25, "spectral-residual", BEFORE_ISSUE_15),
+        DotSetting("before issue 15 ranking, yolov3-tiny 0.25", "ultralytics", 0.25, "spectral-residual", BEFORE_ISSUE_15),
+        DotSetting("before issue 15 ranking, fusion 0.25", "fusion", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("default now"),
+        DotSetting("default ranking, ssd 0.25", "opencv-ssd", 0.25),
+        DotSetting("default ranking, yolov3-tiny 0.15", "ultralytics", 0.15),
+        DotSetting("default ranking, yolov3-tiny 0.25", "ultralytics", 0.25),
+        DotSetting("default ranking, fusion 0.15", "fusion", 0.15),
         DotSetting("learned map, default RegionConfig", saliency="learned"),
         DotSetting("learned map, RegionConfig re-tuned for it", saliency="learned", regions=LEARNED_RETUNED),
     ]
+
+
+def detector_table(branch: RegionBranch, halves: dict[str, list[LabelledPhoto]]) -> Table:
+    """The detectors alone: the share of main objects some box matches (IoU >= 0.5, any label),
+    and boxes per photo, at each threshold."""
+    rows = []
+    for backend in ("opencv-ssd", "ultralytics", "fusion"):
+        for confidence in (0.05, 0.15, 0.25):
+            row: list = [backend, confidence]
+            for photos in halves.values():
+                found = total = boxes = 0
+                for photo in photos:
+                    rgb = photo.load_rgb()
+                    work, factor = branch.work(str(photo.path), rgb, branch.settings().limits.work_max_side)
+                    dets = [tuple(v / factor for v in d.box) for d in branch.detections(str(photo.path), work, backend, confidence)]
+                    main = main_objects(photo)
+                    total += len(main)
+                    found += sum(any(_iou(d, m) >= MATCH_IOU for d in dets) for m in main)
+                    boxes += len(dets)
+                row += [found / max(total, 1), boxes / max(len(photos), 1)]
+            rows.append(row)
+    names = list(halves)
+    return Table(
+        title="Detectors alone on coco128: main objects with a box at IoU >= 0.5",
+        columns=["backend", "confidence"] + [f"{n} {m}" for n in names for m in ("recall", "boxes/photo")],
+        rows=rows,
+        notes=("Any label counts (the dots are class-agnostic). yolov3-tiny = the offline ultralytics default "
+               "(darknet YOLOv3-tiny converted to ONNX, 416 px); fusion = both, boxes fused as FusionDetector does."),
+    )
 
 
 def run(ctx: BenchContext) -> list[Table]:
@@ -305,16 +345,17 @@ def run(ctx: BenchContext) -> list[Table]:
     for setting in settings_rows():
         t, r = coco_counts(branch, tuning, setting), coco_counts(branch, report, setting)
         top1, top3 = osie_shares(branch, osie, setting)
-        product = first_dot_on_product(branch, grocery, setting)
+        product, product_area = first_dot_on_product(branch, grocery, setting)
         rows.append([setting.name, t.recall, t.junk_rate, t.crowded, r.recall, r.junk_rate, r.crowded,
-                     f"{r.main_found}/{r.main_total}", f"{r.junk}/{r.dots}", top1, top3, product,
+                     f"{r.main_found}/{r.main_total}", f"{r.junk}/{r.dots}", r.dots / max(len(report), 1),
+                     top1, top3, product, product_area,
                      float(np.median(branch.ms[f"select {setting.name}"]))])
     timing = ", ".join(f"{k} {np.median(v):.0f} ms" for k, v in branch.ms.items() if not k.startswith("select"))
-    return [Table(
+    return [detector_table(branch, {"tune": tuning, "report": report}), Table(
         title=f"Dots on coco128 (tuning {len(tuning)} / report {len(report)} photos), OSIE ({len(osie)}) and GroceryStore ({len(grocery)})",
         columns=["setting", "tune recall", "tune junk", "tune crowded", "report recall", "report junk",
-                 "report crowded", "report main found", "report junk dots", "OSIE top-1 fix.", "OSIE top-3 fix.",
-                 "grocery first dot on product", "select median ms"],
+                 "report crowded", "report main found", "report junk dots", "report dots/photo", "OSIE top-1 fix.",
+                 "OSIE top-3 fix.", "grocery first dot on product", "its area share", "select median ms"],
         rows=rows,
         notes=("Recall: up to 3 largest labelled objects >= 3% of the photo, matched by any dot at IoU >= 0.5. "
                "Junk: dots with IoU < 0.3 to every labelled object and centre inside none. Crowded: pairs of dot "
