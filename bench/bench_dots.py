@@ -330,6 +330,45 @@ def detector_table(branch: RegionBranch, halves: dict[str, list[LabelledPhoto]])
     )
 
 
+def camera_table(ctx: BenchContext, count: int) -> Table:
+    """OSIE photos upscaled to 4032 x 3024 (a 12 MP phone photo) against their 1024 px copy, through
+    Pipeline.find_regions (downscale, detect, saliency, select; no catalog search)."""
+    from PIL import Image
+
+    from bench import OSIE_DIR
+    from lens.detect.merge import iou
+    from lens.image import DecodedImage
+    from lens.pipeline import AnalyzeOptions, Pipeline, Timer
+
+    branch = RegionBranch(ctx)
+    pipeline = Pipeline(branch.settings())
+    options = AnalyzeOptions(search=False, text=False)
+    ms: dict[str, list[float]] = {"camera": [], "copy": []}
+    same = 0
+    photos = sorted((OSIE_DIR / "stimuli").glob("*.jpg"))[::37][:count]
+    for path in photos:
+        camera = Image.open(path).convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC)
+        dots = {}
+        for kind, im in (("camera", camera), ("copy", camera.resize((1024, 768), Image.Resampling.LANCZOS))):
+            image = DecodedImage(rgb=np.asarray(im), sha256="0" * 64, format="JPEG")
+            pipeline.find_regions(image, options, Timer())  # warm-up, and the models load
+            start = time.perf_counter()
+            regions = pipeline.find_regions(image, options, Timer())
+            ms[kind].append((time.perf_counter() - start) * 1e3)
+            dots[kind] = [tuple(v / s for v, s in zip(r.box, (im.width, im.height) * 2, strict=True)) for r in regions]
+        a, b = dots["camera"], dots["copy"]
+        same += len(a) == len(b) and all(max(iou(x, y) for y in b) >= 0.8 for x in a)
+    camera_ms, copy_ms = float(np.median(ms["camera"])), float(np.median(ms["copy"]))
+    return Table(
+        title=f"Camera-size photos: {len(photos)} OSIE photos at 4032 x 3024 and their 1024 x 768 copy",
+        columns=["work_max_side", "same dots (count, each at IoU >= 0.8 with one of the other's)", "camera median ms", "copy median ms", "camera / copy"],
+        rows=[[pipeline.settings.limits.work_max_side, f"{same}/{len(photos)}", camera_ms, copy_ms, camera_ms / copy_ms]],
+        notes=("The region branch of Pipeline.find_regions with the default settings, 1 thread; the camera photo's "
+               "time includes its downscale. Upscaled with PIL bicubic; the copy is the camera photo downscaled with "
+               "Lanczos. Shared machine: read the ratio."),
+    )
+
+
 def run(ctx: BenchContext) -> list[Table]:
     from lens.saliency.train import test_images
 
@@ -351,7 +390,7 @@ def run(ctx: BenchContext) -> list[Table]:
                      top1, top3, product, product_area,
                      float(np.median(branch.ms[f"select {setting.name}"]))])
     timing = ", ".join(f"{k} {np.median(v):.0f} ms" for k, v in branch.ms.items() if not k.startswith("select"))
-    return [detector_table(branch, {"tune": tuning, "report": report}), Table(
+    return [detector_table(branch, {"tune": tuning, "report": report}), camera_table(ctx, 3 if ctx.quick else 8), Table(
         title=f"Dots on coco128 (tuning {len(tuning)} / report {len(report)} photos), OSIE ({len(osie)}) and GroceryStore ({len(grocery)})",
         columns=["setting", "tune recall", "tune junk", "tune crowded", "report recall", "report junk",
                  "report crowded", "report main found", "report junk dots", "report dots/photo", "OSIE top-1 fix.",
