@@ -123,6 +123,17 @@ def test_a_detection_inside_another_of_a_different_label_is_a_thing_of_its_own()
     assert "bed" in labels and "cat" in labels
 
 
+def test_people_on_a_bench_are_three_things():
+    # Detections of different labels overlapping by 0.3-0.5 (coco128 000000000328.jpg: two people
+    # on a bench) are not one thing found twice.
+    rgb = _with_texture(_plain(), (40, 100, 600, 420))
+    dets = [Detection(box=(40, 150, 600, 420), label="bench", score=0.9),
+            Detection(box=(60, 60, 270, 420), label="person", score=0.95),
+            Detection(box=(380, 60, 590, 420), label="person", score=0.95)]
+    labels = [r.label for r in select_regions(rgb, dets, _map(rgb), RegionConfig(min_relative_score=0.0))]
+    assert labels.count("person") == 2 and "bench" in labels
+
+
 def test_no_two_dots_a_finger_cannot_tell_apart():
     # Boxes whose centres nearly coincide (a vase in a plant pot, three boxes on one spot of a
     # camera-size photo): one dot for them, the best-ranked.

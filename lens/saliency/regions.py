@@ -408,7 +408,8 @@ def _too_close(a: Box, b: Box, min_gap: float) -> bool:
 
 def _deduplicate(ranked: list[_Candidate], config: RegionConfig, min_gap: float) -> list[_Candidate]:
     """Best first, drop a candidate that
-    - overlaps a kept one by more than `duplicate_iou` (the same thing found twice),
+    - overlaps a kept one by more than `duplicate_iou` (the same thing found twice; two
+      detections only above `detection_duplicate_iou`: people on a bench are two things),
     - is undetected and lies mostly inside a kept detection (a face blob or a shirt segment in
       a person; a detection inside another one is a thing of its own: a cat on a bed),
     - is a detection mostly inside, or mostly containing, a kept one of its own label (two boxes
@@ -434,7 +435,10 @@ def _deduplicate(ranked: list[_Candidate], config: RegionConfig, min_gap: float)
                     cand.score = max(cand.score, parts[0].score)  # the whole ranks where its best part did
                     kept = [k for k in kept[:at] if k not in parts] + [cand] + [k for k in kept[at:] if k not in parts]
                 continue
-        duplicate = any(_iou(cand.box, k.box) > config.duplicate_iou for k in kept)
+        duplicate = any(
+            _iou(cand.box, k.box) > (config.detection_duplicate_iou if cand.detected and k.detected else config.duplicate_iou)
+            for k in kept
+        )
         inside_detection = not cand.detected and any(
             k.detected and intersection(cand.box, k.box) / area > config.contained for k in kept
         )
