@@ -43,6 +43,7 @@ QUICK_PHOTOS = 16
 BEFORE_ISSUE_15: dict = dict(
     weight_confidence=1.0, weight_mass=1.0, weight_mean=0.5, weight_contrast=4.0, weight_size=0.0,
     min_relative_score=0.35, edge_min_area=0.0, min_dot_distance=0.0, whole_min_confidence=1.01,
+    detection_duplicate_iou=0.3,
 )
 # The best setting for the learned map found by the same search as the defaults (tuning half,
 # OSIE-validation constraint); see RegionConfig.
