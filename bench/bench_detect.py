@@ -77,7 +77,8 @@ def quality_tables(ctx: BenchContext, detectors) -> list[Table]:
         title="Detection on hand-labelled photos (bus.jpg, zidane.jpg)",
         columns=["backend", "found (IoU>=0.5, right label)", "other boxes"],
         rows=rows,
-        notes="'other boxes': detections matching no label (duplicates, ties, false alarms) at the configured confidence 0.25.",
+        notes=("'other boxes': detections matching no label (duplicates, ties, false alarms) at the configured "
+               f"confidence {next(iter(detectors.values()))[0].detect.confidence}."),
     )
 
     count = 12 if ctx.quick else 80

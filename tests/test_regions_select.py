@@ -83,7 +83,8 @@ def test_empty_or_uniform_image_gives_one_sensible_region(rgb):
 
 def test_no_saliency_map_falls_back_to_confidence():
     dets = [Detection(box=(0, 0, 200, 200), label="cat", score=0.4), Detection(box=(300, 200, 500, 400), label="dog", score=0.9)]
-    regions = select_regions(_plain(), dets, None, RegionConfig())
+    # No relative cut: at the default 0.7 the 0.4 cat is below the dog's bar (its own test below).
+    regions = select_regions(_plain(), dets, None, RegionConfig(min_relative_score=0.0))
     assert [r.label for r in regions] == ["dog", "cat"]
     assert [r.id for r in regions] == [1, 2]
 
@@ -101,16 +102,59 @@ def test_tiny_and_contained_boxes_are_dropped_and_top_k_kept():
     rgb = _with_texture(_plain(), (100, 100, 500, 400))
     dets = [
         Detection(box=(100, 100, 500, 400), label="person", score=0.9),
-        Detection(box=(200, 150, 260, 210), label="face", score=0.95),  # inside the person
+        Detection(box=(200, 150, 260, 210), label="person", score=0.95),  # a second box inside the person
         Detection(box=(600, 10, 605, 15), label="dot", score=0.99),  # tiny
     ] + [Detection(box=(10 + 55 * i, 415, 60 + 55 * i, 465), label=f"thing{i}", score=0.8) for i in range(8)]
     config = RegionConfig(max_regions=3, min_relative_score=0.0)
     regions = select_regions(rgb, dets, _map(rgb), config)
     labels = [r.label for r in regions]
-    assert len(regions) == 3 and labels[0] == "person"
-    assert "face" not in labels and "dot" not in labels
+    assert len(regions) == 3 and labels[0] == "person" and labels.count("person") == 1
+    assert "dot" not in labels
     assert [r.id for r in regions] == [1, 2, 3]
     assert [r.score for r in regions] == sorted((r.score for r in regions), reverse=True)
+
+
+def test_a_detection_inside_another_of_a_different_label_is_a_thing_of_its_own():
+    # A cat on a bed, a cake on a table: both are what someone may tap. (Before issue 15 the
+    # inner one was dropped as a part, which cost coco128 main objects.)
+    rgb = _with_texture(_plain(), (60, 60, 600, 440))
+    dets = [Detection(box=(60, 60, 600, 440), label="bed", score=0.9), Detection(box=(380, 120, 560, 300), label="cat", score=0.9)]
+    labels = [r.label for r in select_regions(rgb, dets, _map(rgb), RegionConfig(min_relative_score=0.0))]
+    assert "bed" in labels and "cat" in labels
+
+
+def test_people_on_a_bench_are_three_things():
+    # Detections of different labels overlapping by 0.3-0.5 (coco128 000000000328.jpg: two people
+    # on a bench) are not one thing found twice.
+    rgb = _with_texture(_plain(), (40, 100, 600, 420))
+    dets = [Detection(box=(40, 150, 600, 420), label="bench", score=0.9),
+            Detection(box=(60, 60, 270, 420), label="person", score=0.95),
+            Detection(box=(380, 60, 590, 420), label="person", score=0.95)]
+    labels = [r.label for r in select_regions(rgb, dets, _map(rgb), RegionConfig(min_relative_score=0.0))]
+    assert labels.count("person") == 2 and "bench" in labels
+
+
+def test_no_two_dots_a_finger_cannot_tell_apart():
+    # Boxes whose centres nearly coincide (a vase in a plant pot, three boxes on one spot of a
+    # camera-size photo): one dot for them, the best-ranked.
+    rgb = _with_texture(_plain(), (200, 120, 440, 360))
+    dets = [Detection(box=(200, 120, 440, 360), label="potted plant", score=0.9),
+            Detection(box=(290, 200, 350, 280), label="vase", score=0.8),
+            Detection(box=(250, 170, 390, 310), label="bowl", score=0.7)]
+    config = RegionConfig(min_relative_score=0.0)
+    regions = select_regions(rgb, dets, _map(rgb), config)
+    gap = config.min_dot_distance * np.hypot(W, H)
+    centres = [((r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2) for r in regions]
+    assert all(np.hypot(a[0] - b[0], a[1] - b[1]) >= gap for i, a in enumerate(centres) for b in centres[i + 1 :])
+    assert sum(r.label in {"potted plant", "vase", "bowl"} for r in regions) == 1  # one centre, one dot
+
+
+def test_a_small_box_cut_by_the_photo_edge_gets_no_dot():
+    rgb = _with_texture(_plain(), (200, 120, 440, 360))
+    head = Detection(box=(0, 200, 50, 260), label="person", score=0.9)  # 1% of the photo, at the left edge
+    body = Detection(box=(0, 100, 260, 480), label="person", score=0.9)  # cut by the edge, but large
+    labels = [r.box for r in select_regions(rgb, [head, body], _map(rgb), RegionConfig(min_relative_score=0.0))]
+    assert head.box not in labels and body.box in labels
 
 
 def test_weak_regions_below_the_relative_cut_are_dropped():

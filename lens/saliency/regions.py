@@ -9,9 +9,14 @@ Candidates come from three sources, because each misses what the others find:
 Each candidate is scored by
     w_conf * confidence + w_mass * saliency mass + w_mean * saliency mean
     + w_centre * centrality + w_contrast * colour contrast with its surround
-(the last is a classic objectness cue: an object's colours differ from those just around it).
-Then, best first, near-duplicates (IoU) and parts of a better detection are dropped, and the top
-K within a fraction of the best are kept. Every threshold lives in RegionConfig with its reason.
+    + w_saliency_contrast * the map's contrast with the same surround
+    + w_size * sqrt(area share)
+(colour contrast is a classic objectness cue: an object's colours differ from those just around
+it; the main subjects of a photo are its big things).
+Small boxes cut by the photo's edge are left out. Then, best first, near-duplicates (IoU) and
+parts of a better detection are dropped, a confident detection replaces better-ranked parts of
+it, a dot too close to a better one is dropped, and the top K within a fraction of the best
+are kept. Every threshold lives in RegionConfig with its reason.
 """
 
 from __future__ import annotations
@@ -236,6 +241,19 @@ class _Candidate:
     source: str = "detection"
 
 
+def _touched_sides(box: Box, w: int, h: int) -> int:
+    """How many image sides the box reaches (within 1% of the longest side)."""
+    x1, y1, x2, y2 = box
+    margin = 0.01 * max(w, h)
+    return int(x1 <= margin) + int(y1 <= margin) + int(x2 >= w - margin) + int(y2 >= h - margin)
+
+
+def _cut_by_edge(box: Box, w: int, h: int, config: RegionConfig) -> bool:
+    """A small box at the photo's edge is most often a part cut off by the frame (a head, a
+    pole, the end of a sign), not what the photo is of."""
+    return _touched_sides(box, w, h) > 0 and box_area(box) < config.edge_min_area * w * h
+
+
 def _object_shaped(box: Box, w: int, h: int, config: RegionConfig) -> bool:
     """Whether a box without a detection could be one object: not most of the image, not a
     thin strip, not touching several image sides (sky, sea, road and wall bands do)."""
@@ -245,9 +263,7 @@ def _object_shaped(box: Box, w: int, h: int, config: RegionConfig) -> bool:
         return False
     if max(bw / bh, bh / bw) > config.max_aspect:
         return False
-    margin = 0.01 * max(w, h)
-    sides = (x1 <= margin) + (y1 <= margin) + (x2 >= w - margin) + (y2 >= h - margin)
-    return sides <= config.max_border_sides
+    return _touched_sides(box, w, h) <= config.max_border_sides
 
 
 def _score(parts: dict[str, float], config: RegionConfig) -> float:
@@ -258,6 +274,7 @@ def _score(parts: dict[str, float], config: RegionConfig) -> float:
         + config.weight_centre * parts["centre"]
         + config.weight_contrast * parts["contrast"]
         + config.weight_saliency_contrast * parts["saliency_contrast"]
+        + config.weight_size * parts["size"]
     )
 
 
@@ -293,7 +310,11 @@ def candidates(
 
     def add(box: Box, kind: str, label: str | None, confidence: float, source: str) -> None:
         detected, fallback = source == "detection", source == "whole"
-        if not fallback and (box_area(box) < config.min_area * image_area or not (detected or _object_shaped(box, w, h, config))):
+        if not fallback and (
+            box_area(box) < config.min_area * image_area
+            or _cut_by_edge(box, w, h, config)
+            or not (detected or _object_shaped(box, w, h, config))
+        ):
             return
         parts = {
             "confidence": float(confidence),
@@ -302,6 +323,7 @@ def candidates(
             "centre": centrality(box, w, h),
             "contrast": contrast(box),
             "saliency_contrast": stats.contrast(box, config.contrast_ring),
+            "size": math.sqrt(box_area(box) / image_area),
         }
         found.append(_Candidate(box, kind, label, parts, _score(parts, config), detected, fallback, source))
 
@@ -330,16 +352,17 @@ def select_regions(
     h, w = rgb.shape[:2]
     if h == 0 or w == 0:
         return []
-    return choose(candidates(rgb, detections, saliency_map, config), config)
+    return choose(candidates(rgb, detections, saliency_map, config), config, w, h)
 
 
-def choose(pool: list[_Candidate], config: RegionConfig) -> list[Region]:
-    """Rank the candidates, drop duplicates and parts, keep the top K near the best."""
+def choose(pool: list[_Candidate], config: RegionConfig, width: int, height: int) -> list[Region]:
+    """Rank the candidates, drop duplicates, parts and crowded ones, keep the top K near the best."""
     for c in pool:
         c.score = _score(c.parts, config)
     ranked = sorted((c for c in pool if not c.fallback), key=lambda c: c.score, reverse=True)
+    min_gap = config.min_dot_distance * math.hypot(width, height)
     # Nothing detected and nothing distinct: the whole image is the subject.
-    kept = _deduplicate(ranked, config) or [c for c in pool if c.fallback][:1]
+    kept = _deduplicate(ranked, config, min_gap) or [c for c in pool if c.fallback][:1]
 
     best = kept[0].score
     chosen = [c for c in kept if c.score >= config.min_relative_score * best][: config.max_regions]
@@ -374,25 +397,58 @@ def _keep_confident_detections(
     return sorted(chosen, key=lambda c: c.score, reverse=True)
 
 
-def _deduplicate(ranked: list[_Candidate], config: RegionConfig) -> list[_Candidate]:
+def _centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _too_close(a: Box, b: Box, min_gap: float) -> bool:
+    (ax, ay), (bx, by) = _centre(a), _centre(b)
+    return math.hypot(ax - bx, ay - by) < min_gap
+
+
+def _deduplicate(ranked: list[_Candidate], config: RegionConfig, min_gap: float) -> list[_Candidate]:
     """Best first, drop a candidate that
-    - overlaps a kept one by more than `duplicate_iou` (the same thing found twice),
-    - lies mostly inside a kept detection (a face in a person, a shirt segment in a person), or
-    - is a detection mostly inside a kept detection, or mostly containing one of its own label
-      (two boxes on one person: NMS keeps both when one is much smaller than the other).
-    A segment inside a kept segment or blob stays: a small object on a table is not part of it."""
+    - overlaps a kept one by more than `duplicate_iou` (the same thing found twice; two
+      detections only above `detection_duplicate_iou`: people on a bench are two things),
+    - is undetected and lies mostly inside a kept detection (a face blob or a shirt segment in
+      a person; a detection inside another one is a thing of its own: a cat on a bed),
+    - is a detection mostly inside, or mostly containing, a kept one of its own label (two boxes
+      on one person: NMS keeps both when one is much smaller than the other), or
+    - has its centre within `min_gap` px of a kept one's (two dots a finger cannot tell apart).
+    A confident detection that mostly contains better-ranked undetected boxes is the whole they
+    are parts of (a shirt segment, a face blob): it takes the place of the first of them and the
+    others go. A segment inside a kept segment or blob stays: a small object on a table is not
+    part of it. No two kept candidates are closer than `min_gap`."""
     kept: list[_Candidate] = []
     for cand in ranked:
         area = box_area(cand.box)
         if area <= 0:
             continue
-        duplicate = any(_iou(cand.box, k.box) > config.duplicate_iou for k in kept)
-        inside_detection = any(k.detected and intersection(cand.box, k.box) / area > config.contained for k in kept)
-        same_thing = cand.label is not None and any(
-            k.label == cand.label and intersection(cand.box, k.box) / max(box_area(k.box), 1e-9) > config.contained
+        if cand.detected and cand.parts["confidence"] >= config.whole_min_confidence:
+            parts = [k for k in kept if not k.detected
+                     and intersection(cand.box, k.box) / max(box_area(k.box), 1e-9) > config.contained]
+            if parts:
+                others = [k for k in kept if k not in parts]
+                if not any(_iou(cand.box, k.box) > config.duplicate_iou or _too_close(cand.box, k.box, min_gap)
+                           for k in others):
+                    at = kept.index(parts[0])
+                    cand.score = max(cand.score, parts[0].score)  # the whole ranks where its best part did
+                    kept = [k for k in kept[:at] if k not in parts] + [cand] + [k for k in kept[at:] if k not in parts]
+                continue
+        duplicate = any(
+            _iou(cand.box, k.box) > (config.detection_duplicate_iou if cand.detected and k.detected else config.duplicate_iou)
             for k in kept
         )
-        if not (duplicate or inside_detection or same_thing):
+        inside_detection = not cand.detected and any(
+            k.detected and intersection(cand.box, k.box) / area > config.contained for k in kept
+        )
+        same_thing = cand.label is not None and any(
+            k.label == cand.label
+            and intersection(cand.box, k.box) / min(area, max(box_area(k.box), 1e-9)) > config.contained
+            for k in kept
+        )
+        crowded = any(_too_close(cand.box, k.box, min_gap) for k in kept)
+        if not (duplicate or inside_detection or same_thing or crowded):
             kept.append(cand)
         if len(kept) >= 4 * config.max_regions:
             break

@@ -16,6 +16,12 @@ def centre_prior(shape: tuple[int, int], sigma: float) -> np.ndarray:
     return np.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2)).astype(np.float32)
 
 
+# The map is blurred on a copy of at most this longest side, then stretched to the photo's
+# size: it comes from a 64 px thumbnail and the blur is 3% of the photo, so nothing finer is
+# lost, while the blur on the full-size map cost ~250 ms at 1024 px (~900 ms at 1600).
+MAP_SIDE = 256
+
+
 def spectral_residual(rgb: np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:
     """OpenCV's spectral residual map at the image's size, optionally blurred, scaled to [0, 1]."""
     import cv2
@@ -33,8 +39,14 @@ def spectral_residual(rgb: np.ndarray, blur_sigma: float = 0.0) -> np.ndarray:
     if sal.shape != (h, w):
         sal = cv2.resize(sal, (w, h), interpolation=cv2.INTER_LINEAR)
     if blur_sigma > 0:
-        sigma = blur_sigma * max(h, w)
-        sal = cv2.GaussianBlur(sal, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+        # OpenCV's thumbnail is still taken from the full image; only the blur runs small.
+        small = sal
+        if max(h, w) > MAP_SIDE:
+            f = MAP_SIDE / max(h, w)
+            small = cv2.resize(sal, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        sigma = blur_sigma * max(small.shape)
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+        sal = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) if small.shape != (h, w) else small
     return _unit(sal)
 
 
