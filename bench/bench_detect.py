@@ -55,7 +55,7 @@ def _pasted_photos(count: int, seed: int = 0):
 def quality_tables(ctx: BenchContext, detectors) -> list[Table]:
     import importlib.util
 
-    from lens.detect.merge import iou
+    from lens.geometry import iou
     from lens.saliency import create_saliency, select_regions
 
     assets = Path(next(iter(importlib.util.find_spec("ultralytics").submodule_search_locations))) / "assets"

@@ -93,13 +93,13 @@ def split(photos: list[LabelledPhoto]) -> tuple[list[LabelledPhoto], list[Labell
 
 
 def _iou(a: Box, b: Box) -> float:
-    from lens.detect.merge import iou
+    from lens.geometry import iou
 
     return iou(a, b)
 
 
 def main_objects(photo: LabelledPhoto) -> list[Box]:
-    from lens.detect.merge import box_area
+    from lens.geometry import box_area
 
     area = photo.width * photo.height
     big = [b for b in photo.boxes if box_area(b) >= MAIN_MIN_AREA * area]
@@ -217,7 +217,7 @@ class RegionBranch:
 
     def dots(self, key: str, rgb: np.ndarray, setting: DotSetting) -> list[Box]:
         """The dots' boxes in the pixels of `rgb`, best first."""
-        from lens.pipeline import scale_box
+        from lens.geometry import scale_box
         from lens.saliency import select_regions
 
         settings = setting.settings(self)
@@ -275,7 +275,7 @@ def first_dot_on_product(branch: RegionBranch, paths: list[Path], setting: DotSe
     box covers: a box over the whole shelf also contains the centre, so read both)."""
     from PIL import Image
 
-    from lens.detect.merge import box_area
+    from lens.geometry import box_area
 
     hits, areas = 0, []
     for path in paths:
@@ -337,7 +337,7 @@ def camera_table(ctx: BenchContext, count: int) -> Table:
     from PIL import Image
 
     from bench import OSIE_DIR
-    from lens.detect.merge import iou
+    from lens.geometry import iou
     from lens.image import DecodedImage
     from lens.pipeline import AnalyzeOptions, Pipeline, Timer
 

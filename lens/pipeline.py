@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lens import __version__
 from lens.config import Settings, get_settings
+from lens.geometry import scale_box
 from lens.image import DecodedImage, crop_box, resize_max_side
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
 
@@ -56,15 +57,6 @@ class Timer:
             self.ms[name] = round(self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3, 2)
 
 
-def scale_box(box: Box, factor: float, width: int, height: int) -> Box:
-    """Map a box from a resized image back to the original, clipped to its bounds."""
-    x1, y1, x2, y2 = (v / factor for v in box)
-    return (
-        float(min(max(x1, 0.0), width)),
-        float(min(max(y1, 0.0), height)),
-        float(min(max(x2, 0.0), width)),
-        float(min(max(y2, 0.0), height)),
-    )
 
 
 class Pipeline:

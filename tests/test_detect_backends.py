@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lens.detect.merge import fuse, iou, merge_duplicates
+from lens.detect.merge import fuse, merge_duplicates
+from lens.geometry import iou
 from lens.types import Detection
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lens.detect.merge import iou
+from lens.geometry import iou
 from lens.image import DecodedImage
 
 CAMERA = (4032, 3024)

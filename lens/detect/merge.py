@@ -1,37 +1,12 @@
-"""Box arithmetic shared by the detectors: IoU, cross-class duplicate merging, fusion."""
+"""Detections of one photo made one list: cross-class duplicate merging, and fusion of two
+detectors' boxes."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from lens.geometry import iou
 from lens.types import Box, Detection
-
-
-def box_area(box: Box) -> float:
-    x1, y1, x2, y2 = box
-    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
-
-
-def intersection(a: Box, b: Box) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    return max(0.0, w) * max(0.0, h)
-
-
-def iou(a: Box, b: Box) -> float:
-    inter = intersection(a, b)
-    union = box_area(a) + box_area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def clip_box(box: Box, width: int, height: int) -> Box:
-    x1, y1, x2, y2 = box
-    return (
-        float(np.clip(x1, 0, width)),
-        float(np.clip(y1, 0, height)),
-        float(np.clip(x2, 0, width)),
-        float(np.clip(y2, 0, height)),
-    )
 
 
 def merge_duplicates(detections: list[Detection], iou_threshold: float) -> list[Detection]:

@@ -11,8 +11,9 @@ import numpy as np
 
 from lens.config import Settings
 from lens.detect.coco import COCO80, TF_ID_TO_INDEX
-from lens.detect.merge import clip_box, merge_duplicates
+from lens.detect.merge import merge_duplicates
 from lens.errors import ModelMissingError
+from lens.geometry import clip_box
 from lens.models import get_spec, require
 from lens.types import Detection
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from lens.config import Settings
-from lens.detect.merge import clip_box, merge_duplicates
+from lens.detect.merge import merge_duplicates
 from lens.detect.yolo_onnx import YoloOnnx
 from lens.errors import ModelMissingError
+from lens.geometry import clip_box
 from lens.models import require
 from lens.types import Detection
 

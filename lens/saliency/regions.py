@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lens.config import RegionConfig
-from lens.detect.merge import box_area, intersection
+from lens.geometry import box_area, intersection, iou
 from lens.types import Box, Detection, Region
 
 # Colour quantisation for the contrast cue: 4 levels per channel, 64 bins, coarse enough that
@@ -278,12 +278,6 @@ def _score(parts: dict[str, float], config: RegionConfig) -> float:
     )
 
 
-def _iou(a: Box, b: Box) -> float:
-    inter = intersection(a, b)
-    union = box_area(a) + box_area(b) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def candidates(
     rgb: np.ndarray,
     detections: list[Detection],
@@ -429,14 +423,14 @@ def _deduplicate(ranked: list[_Candidate], config: RegionConfig, min_gap: float)
                      and intersection(cand.box, k.box) / max(box_area(k.box), 1e-9) > config.contained]
             if parts:
                 others = [k for k in kept if k not in parts]
-                if not any(_iou(cand.box, k.box) > config.duplicate_iou or _too_close(cand.box, k.box, min_gap)
+                if not any(iou(cand.box, k.box) > config.duplicate_iou or _too_close(cand.box, k.box, min_gap)
                            for k in others):
                     at = kept.index(parts[0])
                     cand.score = max(cand.score, parts[0].score)  # the whole ranks where its best part did
                     kept = [k for k in kept[:at] if k not in parts] + [cand] + [k for k in kept[at:] if k not in parts]
                 continue
         duplicate = any(
-            _iou(cand.box, k.box) > (config.detection_duplicate_iou if cand.detected and k.detected else config.duplicate_iou)
+            iou(cand.box, k.box) > (config.detection_duplicate_iou if cand.detected and k.detected else config.duplicate_iou)
             for k in kept
         )
         inside_detection = not cand.detected and any(
