@@ -95,6 +95,12 @@ class Pipeline:
         return self._stage("embed", lambda: create_embedder(self.settings))
 
     @property
+    def reranker(self):
+        from lens.index.rerank import Reranker
+
+        return self._stage("rerank", lambda: Reranker(self.settings.rerank))
+
+    @property
     def catalog(self):
         """The operator's catalog, or None when none has been built yet."""
         from lens.index import open_catalog
@@ -192,12 +198,18 @@ class Pipeline:
         crops = [crop_box(image.rgb, box, margin=0.05) for box in boxes]
         with timer.stage("embed"):
             vectors = self.embedder.embed(crops)
+        k = k or self.settings.index.top_k
+        rerank = self.settings.rerank
         with timer.stage("search"):
-            return catalog.search(
+            found = catalog.search(
                 np.asarray(vectors, dtype=np.float32),
-                k=k or self.settings.index.top_k,
+                k=max(k, rerank.shortlist) if rerank.enabled else k,
                 min_score=self.settings.index.min_score,
             )
+        if rerank.enabled:
+            with timer.stage("rerank"):
+                found = [self.reranker.rerank(crop, matches, catalog) for crop, matches in zip(crops, found, strict=True)]
+        return [matches[:k] for matches in found]
 
     def read_text(self, image: DecodedImage, options: AnalyzeOptions, timer: Timer) -> list[TextBlock]:
         from lens.langid import identify_language
