@@ -222,6 +222,15 @@ class IndexConfig(Section):
     # Matches scoring below this cosine similarity are dropped (0 keeps everything).
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     top_k: int = Field(10, ge=1, le=100)
+    # A dot of an analysis lists only matches scoring at least this (cosine, plus the
+    # re-ranking bonus); none left = the region says no_close_match. 0.59: the lowest floor at
+    # which the first dot's top match was right at least half the time on the GroceryStore
+    # tuning half (0.54, keeping 34% of first dots; no floor: 0.30 right). Calibrated for the
+    # default embedder and re-ranking; crop searches (POST /api/v1/search) are not floored.
+    match_floor: float = Field(0.59, ge=-1.0, le=10.0)
+    # A dot's label becomes its top match's title from this score up (else the detector's
+    # class stays): 0.61, where the top match was right 62% of the time (26% of first dots).
+    label_floor: float = Field(0.61, ge=-1.0, le=10.0)
     # HNSW graph degree and beam widths; bench_index measures recall@10 against exact search.
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construction: int = Field(80, ge=8)

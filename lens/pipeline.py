@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lens import __version__
-from lens.config import Settings, get_settings
+from lens.config import IndexConfig, Settings, get_settings
 from lens.image import DecodedImage, crop_box, resize_max_side
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
 
@@ -61,6 +61,16 @@ def scale_box(box: Box, factor: float, width: int, height: int) -> Box:
         float(min(max(x2, 0.0), width)),
         float(min(max(y2, 0.0), height)),
     )
+
+
+def honest_matches(region: Region, matches: list[Match], config: IndexConfig) -> Region:
+    """A dot's matches above the calibrated floor (none: `no_close_match`), and its label from
+    a confident top match's title rather than from the detector's class."""
+    kept = [m for m in matches if m.score >= config.match_floor]
+    update: dict[str, Any] = {"matches": kept, "no_close_match": not kept}
+    if kept and kept[0].title and kept[0].score >= config.label_floor:
+        update["label"] = kept[0].title
+    return region.model_copy(update=update)
 
 
 class Pipeline:
@@ -182,9 +192,9 @@ class Pipeline:
             regions = select_regions(work, detections, saliency_map, regions_config)
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
-        if options.search and regions:
+        if options.search and regions and self.catalog is not None:
             matches = self.search_boxes(image, [r.box for r in regions], timer=timer)
-            regions = [r.model_copy(update={"matches": m}) for r, m in zip(regions, matches, strict=True)]
+            regions = [honest_matches(r, m, s.index) for r, m in zip(regions, matches, strict=True)]
         return regions
 
     def search_boxes(
