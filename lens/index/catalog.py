@@ -167,6 +167,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._in_transaction = False
         self._vectors_changed = False
+        self._most_images: int | None = None
         self._generation = self._committed_generation()
         self._vectors = self._load_vectors(self._generation)
 
@@ -252,6 +253,7 @@ class Catalog:
             self.meta = self._read_meta()
             self._vectors = self._load_vectors(generation)
             self._generation = generation
+            self._most_images = None
             return True
 
     def _read_meta(self) -> dict:
@@ -270,10 +272,13 @@ class Catalog:
         return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
     def _most_images_per_item(self) -> int:
-        row = self._conn.execute(
-            "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id))"
-        ).fetchone()
-        return int(row[0] or 1)
+        # A scan of the table: remembered until the next change (search calls it every time).
+        if self._most_images is None:
+            row = self._conn.execute(
+                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id))"
+            ).fetchone()
+            self._most_images = int(row[0] or 1)
+        return self._most_images
 
     def __len__(self) -> int:
         return self.count()
@@ -429,6 +434,7 @@ class Catalog:
         if generation != self._generation:
             self._vectors = self._load_vectors(generation)
             self._generation = generation
+            self._most_images = None
 
     def add_image(
         self,
@@ -547,6 +553,7 @@ class Catalog:
             else:
                 self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._vectors_changed = True
+            self._most_images = None
             for repeat, first in repeats:
                 repeat.item_id, repeat.image_id = first.item_id, first.image_id
         return outcomes
@@ -601,6 +608,7 @@ class Catalog:
                 f"SELECT id FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])]
             self._conn.execute(f"DELETE FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])
             self._vectors.remove(images)
+            self._most_images = None
             self._vectors_changed = True
             for item_id in present:
                 (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
@@ -659,6 +667,7 @@ class Catalog:
                 self._in_transaction = False
                 self._vectors_changed = False
                 self._vectors = self._load_vectors(self._generation)
+                self._most_images = None
 
     def close(self) -> None:
         """Close the database; unsaved changes are discarded."""
