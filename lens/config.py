@@ -187,20 +187,22 @@ class RerankConfig(Section):
     """Geometric verification of a crop's shortlist (lens.index.rerank): RootSIFT + RANSAC.
 
     On by default: on the GroceryStore tuning half (148 val photos, iconic-only catalog) it
-    raised first-dot top-1 0.230 -> 0.297, top-5 0.574 -> 0.601, any-dot top-5 0.791 -> 0.824,
-    whole-photo top-1 0.399 -> 0.439 (packaged goods 0.16 -> 0.36, fruit and vegetables
-    unchanged), for ~0.3x the embedding time of the same crops (~+17% region branch).
+    raised first-dot top-1 0.230 -> 0.284, top-5 0.574 -> 0.595, any-dot top-5 0.791 -> 0.818,
+    whole-photo top-1 0.399 -> 0.453 (packaged goods 0.16 -> 0.32, fruit and vegetables
+    unchanged), for ~0.2x the embedding time of the same crops (bench_grocery: latency).
     """
 
     enabled: bool = True
     # Candidates of the global search that are verified (each costs one descriptor match; 15
     # was no better than 10 on the tuning half).
     shortlist: int = Field(10, ge=2, le=100)
-    # Both images are scaled (up or down) to this longest side before SIFT. 320 px / 500
-    # keypoints matched 400 px / 600 on the tuning half at 0.73x the cost; 480 px without
-    # upscaling small images found ~120 keypoints per catalog image and scored lower.
-    max_side: int = Field(320, ge=64, le=4096)
-    features: int = Field(500, ge=50, le=10000)
+    # Both images are scaled (up or down) to this longest side before SIFT; extracting the
+    # query's keypoints is ~3/4 of the cost. 256 px / 400 keypoints: first-dot top-1 0.284
+    # (320 px / 500: 0.297, 400 / 600: 0.291, within two photos) at 2/3 of 320's cost, which
+    # measured +24% region branch on 20 photos, over the 20% budget. 480 px without upscaling
+    # small images found ~120 keypoints per catalog image and scored lower (0.277).
+    max_side: int = Field(256, ge=64, le=4096)
+    features: int = Field(400, ge=50, le=10000)
     # Lowe's ratio test and the RANSAC reprojection threshold (pixels at max_side).
     ratio: float = Field(0.8, gt=0.0, lt=1.0)
     ransac_px: float = Field(5.0, gt=0.0)
@@ -225,11 +227,11 @@ class IndexConfig(Section):
     # A dot of an analysis lists only matches scoring at least this (cosine, plus the
     # re-ranking bonus); none left = the region says no_close_match. 0.59: the lowest floor at
     # which the first dot's top match was right at least half the time on the GroceryStore
-    # tuning half (0.54, keeping 34% of first dots; no floor: 0.30 right). Calibrated for the
+    # tuning half (0.53, keeping 32% of first dots; no floor: 0.28 right). Calibrated for the
     # default embedder and re-ranking; crop searches (POST /api/v1/search) are not floored.
     match_floor: float = Field(0.59, ge=-1.0, le=10.0)
     # A dot's label becomes its top match's title from this score up (else the detector's
-    # class stays): 0.61, where the top match was right 62% of the time (26% of first dots).
+    # class stays): 0.61, where the top match was right 60% of the time (26% of first dots).
     label_floor: float = Field(0.61, ge=-1.0, le=10.0)
     # HNSW graph degree and beam widths; bench_index measures recall@10 against exact search.
     hnsw_m: int = Field(32, ge=4, le=128)
