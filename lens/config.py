@@ -240,8 +240,50 @@ class EmbedConfig(Section):
     input_size: int | None = Field(None, ge=32, le=1024)
     # How a CNN feature map becomes one vector: "mean" (average) or "gem" (generalised mean,
     # p = gem_p), which weights the strongest activations and so the object over the background.
+    # Mean stays the default: on the GroceryStore tuning half (148 val photos, their selected
+    # dots, iconic-only catalog; bench_grocery) mean/260 gave first-dot top-1 0.230, top-5
+    # 0.574, any-dot top-5 0.791, whole-photo top-1 0.399; GeM p=3 0.196 / 0.561 / 0.777 / 0.372
+    # (p = 2, 4, 6 alike), weighting the catalog image's non-white pixels 0.236 / 0.554 / 0.784 /
+    # 0.385 (noise). GeM's gain in the research notes came with a centre crop of the whole
+    # photo, not with dots. A larger input_size costs ~(side/260)^2 in embedding (320: 1.5x,
+    # 384: 2.2x, i.e. +35% / +85% region-branch time on 2 cores, over the 20% budget) for
+    # +0.006 whole-photo top-1 at 384 (research notes), so it stays native.
     pooling: Literal["mean", "gem"] = "mean"
     gem_p: float = Field(3.0, ge=1.0, le=10.0)
+
+
+class RerankConfig(Section):
+    """Geometric verification of a crop's shortlist (lens.index.rerank): RootSIFT + RANSAC.
+
+    On by default: on the GroceryStore tuning half (148 val photos, iconic-only catalog) it
+    raised first-dot top-1 0.230 -> 0.284, top-5 0.574 -> 0.595, any-dot top-5 0.791 -> 0.818,
+    whole-photo top-1 0.399 -> 0.453 (packaged goods 0.16 -> 0.32, fruit and vegetables
+    unchanged), for ~0.2x the embedding time of the same crops (bench_grocery: latency).
+    """
+
+    enabled: bool = True
+    # Candidates of the global search that are verified (each costs one descriptor match; 15
+    # was no better than 10 on the tuning half).
+    shortlist: int = Field(10, ge=2, le=100)
+    # Both images are scaled (up or down) to this longest side before SIFT; extracting the
+    # query's keypoints is ~3/4 of the cost. 256 px / 400 keypoints: first-dot top-1 0.284
+    # (320 px / 500: 0.297, 400 / 600: 0.291, within two photos) at 2/3 of 320's cost, which
+    # measured +24% region branch on 20 photos, over the 20% budget. 480 px without upscaling
+    # small images found ~120 keypoints per catalog image and scored lower (0.277).
+    max_side: int = Field(256, ge=64, le=4096)
+    features: int = Field(400, ge=50, le=10000)
+    # Lowe's ratio test and the RANSAC reprojection threshold (pixels at max_side).
+    ratio: float = Field(0.8, gt=0.0, lt=1.0)
+    ransac_px: float = Field(5.0, gt=0.0)
+    # The candidate with the most inliers gains weight x its lead over the runner-up (capped at
+    # inlier_cap inliers) when it has >= min_inliers and >= standout x the runner-up's count.
+    # Flat over min_inliers 6-20 and standout 1-1.5 on the tuning half; standout 2 lost 0.02
+    # first-dot top-1; a bonus for every candidate's inliers above the median cost vegetables
+    # 0.26 -> 0.19.
+    weight: float = Field(0.01, ge=0.0)
+    inlier_cap: float = Field(10.0, ge=0.0)
+    min_inliers: int = Field(10, ge=4)
+    standout: float = Field(1.5, ge=1.0)
 
 
 class IndexConfig(Section):
@@ -251,6 +293,15 @@ class IndexConfig(Section):
     # Matches scoring below this cosine similarity are dropped (0 keeps everything).
     min_score: float = Field(0.0, ge=-1.0, le=1.0)
     top_k: int = Field(10, ge=1, le=100)
+    # A dot of an analysis lists only matches scoring at least this (cosine, plus the
+    # re-ranking bonus); none left = the region says no_close_match. 0.59: the lowest floor at
+    # which the first dot's top match was right at least half the time on the GroceryStore
+    # tuning half (0.53, keeping 32% of first dots; no floor: 0.28 right). Calibrated for the
+    # default embedder and re-ranking; crop searches (POST /api/v1/search) are not floored.
+    match_floor: float = Field(0.59, ge=-1.0, le=10.0)
+    # A dot's label becomes its top match's title from this score up (else the detector's
+    # class stays): 0.61, where the top match was right 60% of the time (26% of first dots).
+    label_floor: float = Field(0.61, ge=-1.0, le=10.0)
     # HNSW graph degree and beam widths; bench_index measures recall@10 against exact search.
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construction: int = Field(80, ge=8)
@@ -372,6 +423,7 @@ class Settings(BaseSettings):
     regions: RegionConfig = RegionConfig()
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
+    rerank: RerankConfig = RerankConfig()
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from lens import __version__
-from lens.config import Settings, get_settings
+from lens.config import IndexConfig, Settings, get_settings
 from lens.geometry import scale_box
 from lens.image import DecodedImage, crop_box, resize_max_side
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
@@ -59,6 +59,16 @@ class Timer:
 
 
 
+def honest_matches(region: Region, matches: list[Match], config: IndexConfig) -> Region:
+    """A dot's matches above the calibrated floor (none: `no_close_match`), and its label from
+    a confident top match's title rather than from the detector's class."""
+    kept = [m for m in matches if m.score >= config.match_floor]
+    update: dict[str, Any] = {"matches": kept, "no_close_match": not kept}
+    if kept and kept[0].title and kept[0].score >= config.label_floor:
+        update["label"] = kept[0].title
+    return region.model_copy(update=update)
+
+
 class Pipeline:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -90,6 +100,12 @@ class Pipeline:
         from lens.embed import create_embedder
 
         return self._stage("embed", lambda: create_embedder(self.settings))
+
+    @property
+    def reranker(self):
+        from lens.index.rerank import Reranker
+
+        return self._stage("rerank", lambda: Reranker(self.settings.rerank))
 
     @property
     def catalog(self):
@@ -161,7 +177,7 @@ class Pipeline:
         versions["regions"] = f"params-{_digest([s.regions.model_dump(mode='json'), s.limits.work_max_side])}"
         versions["embed"] = version("embed", s.embed.backend, [s.embed.backend, str(s.embed.model_path or "")],
                                     s.embed.model_path)
-        versions["index"] = f"params-{_digest(s.index.model_dump(mode='json'))}"
+        versions["index"] = f"params-{_digest([s.index.model_dump(mode='json'), s.rerank.model_dump(mode='json')])}"
         if s.ocr.backend != "none":
             versions["ocr"] = version("ocr", s.ocr.backend, s.ocr.model_dump(mode="json"))
         if s.translate.backend != "none":
@@ -194,9 +210,9 @@ class Pipeline:
             regions = select_regions(work, detections, saliency_map, regions_config)
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
-        if options.search and regions:
+        if options.search and regions and self.catalog is not None:
             matches = self.search_boxes(image, [r.box for r in regions], timer=timer)
-            regions = [r.model_copy(update={"matches": m}) for r, m in zip(regions, matches, strict=True)]
+            regions = [honest_matches(r, m, s.index) for r, m in zip(regions, matches, strict=True)]
         return regions
 
     @staticmethod
@@ -225,12 +241,18 @@ class Pipeline:
         crops = [crop_box(image.rgb, box, margin=0.05) for box in boxes]
         with timer.stage("embed"):
             vectors = self.embedder.embed(crops)
+        k = k or self.settings.index.top_k
+        rerank = self.settings.rerank
         with timer.stage("search"):
-            return catalog.search(
+            found = catalog.search(
                 np.asarray(vectors, dtype=np.float32),
-                k=k or self.settings.index.top_k,
+                k=max(k, rerank.shortlist) if rerank.enabled else k,
                 min_score=self.settings.index.min_score,
             )
+        if rerank.enabled:
+            with timer.stage("rerank"):
+                found = [self.reranker.rerank(crop, matches, catalog) for crop, matches in zip(crops, found, strict=True)]
+        return [matches[:k] for matches in found]
 
     def read_text(self, image: DecodedImage, options: AnalyzeOptions, timer: Timer) -> list[TextBlock]:
         from lens.langid import identify_language

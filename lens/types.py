@@ -50,6 +50,9 @@ class Region(_Model):
     # The components behind `score` (detector confidence, saliency mass, centre distance...).
     scores: dict[str, float] = Field(default_factory=dict)
     matches: list[Match] = Field(default_factory=list)
+    # The catalog was searched and no item scored above the floor (index.match_floor): the UI
+    # says "no close match in the catalog" instead of listing unrelated items.
+    no_close_match: bool = False
 
 
 class TextLine(_Model):

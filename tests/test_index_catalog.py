@@ -207,3 +207,78 @@ def test_auto_kind_switches_to_hnsw_above_the_threshold(tmp_path, mobilenet, sta
 def test_search_rejects_wrong_dimension(catalog):
     with pytest.raises(BadInputError, match="1280"):
         catalog.search(np.zeros((1, 7), np.float32), k=3, min_score=0.0)
+
+
+# -- several reference images per item -------------------------------------------------------
+def test_rows_sharing_an_external_id_become_one_item_scored_by_its_best_image(tmp_path, mobilenet, stamps, query_vectors):
+    cat = open_catalog(make_settings(tmp_path), mobilenet, create=True)
+    # Stamps 0 and 1 are two photos of "sku-a"; stamp 2 is its own item.
+    outcomes = cat.add_images([
+        NewItem(stamps[0].path, title="A", external_id="sku-a", extra={"n": 1}),
+        NewItem(stamps[1].path, title="ignored", external_id="sku-a"),
+        NewItem(stamps[2].path, title="B", external_id="sku-b"),
+    ], join_external_id=True)
+    cat.save()
+    assert [o.status for o in outcomes] == ["added"] * 3
+    item_a = outcomes[0].item_id
+    assert outcomes[1].item_id == item_a and outcomes[1].image_id != item_a
+    assert cat.count() == 2 and cat.image_count() == 3 and cat.stats()["images"] == 3
+    assert cat.get(item_a).images == 2 and cat.get(item_a).title == "A"
+    # The second photo of A finds A at score ~1 (its best image), listed once.
+    (row,) = cat.search(query_vectors[1:2], k=5, min_score=-1.0)
+    assert row[0].item_id == item_a and row[0].score == pytest.approx(1.0, abs=1e-3)
+    assert row[0].metadata == {"n": 1} and [m.item_id for m in row].count(item_a) == 1
+    assert len(row) == 2
+    # A further image is not an item of its own.
+    with pytest.raises(ItemNotFoundError):
+        cat.get(outcomes[1].image_id)
+    assert [i.id for i in cat.items()] == [item_a, outcomes[2].item_id]
+    # Re-adding an extra image is a duplicate of its item.
+    assert cat.add_image(stamps[1].path) == item_a
+    cat.close()
+
+
+def test_add_reference_image_and_remove_takes_all_images(tmp_path, mobilenet, stamps, query_vectors):
+    cat = open_catalog(make_settings(tmp_path), mobilenet, create=True)
+    item = cat.add_image(stamps[0].path, title="A")
+    other = cat.add_image(stamps[3].path, title="C")
+    outcome = cat.add_reference_image(item, stamps[1].path)
+    assert (outcome.status, outcome.item_id) == ("added", item)
+    assert cat.add_reference_image(item, stamps[1].path).status == "duplicate"
+    with pytest.raises(ItemNotFoundError):
+        cat.add_reference_image(999, stamps[2].path)
+    with pytest.raises(ItemNotFoundError):  # an image row is not an item to add to
+        cat.add_reference_image(outcome.image_id, stamps[2].path)
+    with pytest.raises(BadInputError):
+        cat.add_reference_image(item, b"not an image")
+    cat.save()
+    assert len(cat.image_paths(item)) == 2
+    assert cat.remove([item]) == [item]
+    cat.save()
+    assert cat.image_count() == 1
+    assert [m.item_id for m in cat.search(query_vectors[:2], k=5, min_score=-1.0)[1]] == [other]
+    cat.close()
+
+
+def test_a_schema_1_catalog_is_upgraded_in_place(tmp_path, mobilenet, stamps, query_vectors):
+    import sqlite3
+
+    cat = open_catalog(make_settings(tmp_path), mobilenet, create=True)
+    cat.add_images([NewItem(s.path, title=s.title) for s in stamps[:5]])
+    cat.save()
+    expected = ids_and_scores(cat.search(query_vectors, k=3, min_score=0.0))
+    cat.close()
+    # What lens wrote before items.parent_id existed.
+    db = sqlite3.connect(cat.folder / "catalog.sqlite")
+    db.execute("DROP INDEX items_parent")
+    db.execute("ALTER TABLE items DROP COLUMN parent_id")
+    db.execute("DELETE FROM meta WHERE key = 'schema'")
+    db.commit()
+    db.close()
+    reopened = open_catalog(cat.settings, mobilenet)
+    assert ids_and_scores(reopened.search(query_vectors, k=3, min_score=0.0)) == expected
+    assert reopened.count() == 5
+    assert reopened.add_reference_image(1, stamps[6].path).status == "added"
+    reopened.save()
+    assert reopened.get(1).images == 2
+    reopened.close()

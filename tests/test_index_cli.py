@@ -100,3 +100,18 @@ def test_remove_demo_keeps_your_items_and_clear_empties_the_catalog(lens_env, fo
     assert "removed 6 item(s)" in capsys.readouterr().out
     assert main(["index", "stats", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["items"] == 0
+
+
+def test_index_add_joins_rows_sharing_an_external_id_into_one_item(lens_env, folder, capsys, monkeypatch):
+    monkeypatch.setenv("LENS_EMBED__BACKEND", "mobilenetv2")
+    from lens.config import get_settings
+
+    get_settings.cache_clear()
+    meta = folder / "items.csv"
+    meta.write_text("file,title,external_id\nitem0.png,Kettle,sku-1\nitem2.png,Kettle (side),sku-1\n")
+    assert main(["index", "add", str(folder), "--meta", str(meta)]) == 0
+    assert "catalog now holds 5 items (6 images)" in capsys.readouterr().out
+    assert main(["index", "search", str(folder / "item2.png"), "-k", "5", "--json"]) == 0
+    matches = json.loads(capsys.readouterr().out)
+    assert matches[0]["title"] == "Kettle" and matches[0]["score"] > 0.99
+    assert [m["external_id"] for m in matches].count("sku-1") == 1

@@ -45,7 +45,9 @@ def machine_redis_or_skip() -> redis.Redis:
 def worker_env(data_dir: Path, redis_url: str, server: dict) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LENS_")}
     env.update({"LENS_REDIS_URL": redis_url, "LENS_DATA_DIR": str(data_dir),
-                "LENS_MODELS_DIR": str(REPO_ROOT / "var" / "models")})
+                "LENS_MODELS_DIR": str(REPO_ROOT / "var" / "models"),
+                # Plumbing, not calibration: every dot keeps its matches and the detector's label.
+                "LENS_INDEX__MATCH_FLOOR": "-1", "LENS_INDEX__LABEL_FLOOR": "10"})
     env.update({f"LENS_SERVER__{k.upper()}": str(v) for k, v in server.items()})
     return env
 

@@ -270,3 +270,46 @@ def test_embedded_mode_works_with_redis_unreachable(tmp_path):
     body = client.post("/api/v1/analyze", json={"image": TINY, "regions": False, "text": False}).get_json()
     assert body["status"] == "done"
     assert client.get("/readyz").get_json()["checks"]["redis"]["ok"] is True
+
+
+@pytest.mark.slow
+def test_several_images_per_item_through_the_api(client, openapi):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    first, second, third = stamps(60)[40:43]
+    path = "/api/v1/items/{item_id}/images"
+
+    def post_image(item_id, data, headers=auth):
+        return client.post(f"/api/v1/items/{item_id}/images", headers=headers, content_type="multipart/form-data",
+                           data=data)
+
+    made = client.post("/api/v1/items", headers=auth, content_type="multipart/form-data", data={
+        "image": (io.BytesIO(first.read_bytes()), first.name), "title": "two views"})
+    item = made.get_json()["item"]
+    other = client.post("/api/v1/items", headers=auth, content_type="multipart/form-data", data={
+        "image": (io.BytesIO(third.read_bytes()), third.name)}).get_json()["item"]
+
+    added = post_image(item["id"], {"image": (io.BytesIO(second.read_bytes()), second.name)})
+    body = check_schema(openapi, added, path)
+    assert added.status_code == 201 and body["item"]["images"] == 2 and body["image_id"] != item["id"]
+    again = post_image(item["id"], {"image": (io.BytesIO(second.read_bytes()), second.name)})
+    assert again.status_code == 200 and check_schema(openapi, again, path)["item"]["images"] == 2
+
+    # The second view finds the item, once, at its best image's score.
+    found = client.post("/api/v1/search", content_type="multipart/form-data",
+                        data={"image": (io.BytesIO(second.read_bytes()), second.name), "k": "5"}).get_json()
+    ids = [m["item_id"] for m in found["matches"]]
+    assert ids[0] == item["id"] and ids.count(item["id"]) == 1 and found["matches"][0]["score"] > 0.95
+
+    bad = [
+        (post_image(item["id"], {"image": (io.BytesIO(second.read_bytes()), second.name)}, headers={}), 401),
+        (post_image(987654, {"image": (io.BytesIO(second.read_bytes()), second.name)}), 404),
+        (post_image(item["id"], {"image": (io.BytesIO(b"not an image"), "x.jpg")}), 415),
+        (post_image(item["id"], {}), 400),
+        (post_image(item["id"], {"image": (io.BytesIO(second.read_bytes()), "x.png"), "title": "x"}), 400),
+        (post_image(other["id"], {"image": (io.BytesIO(second.read_bytes()), second.name)}), 409),
+    ]
+    for response, status in bad:
+        assert response.status_code == status, response.get_json()
+        assert set(check_schema(openapi, response, path)["error"]) == {"code", "message"}
+    for added_item in (item, other):
+        assert client.delete(f"/api/v1/items/{added_item['id']}", headers=auth).status_code == 200

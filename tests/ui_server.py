@@ -138,6 +138,9 @@ def lens_env(data_dir: Path) -> dict[str, str]:
         "LENS_DATA_DIR": str(data_dir),
         # Prepared models are shared (made by `make setup`); everything written goes to data_dir.
         "LENS_MODELS_DIR": str(REPO_ROOT / "var" / "models"),
+        # The UI tests check how matches are shown, for the bus photo against the stamp catalog,
+        # which has nothing close to a bus: no score floor, and dots keep the detector's label.
+        "LENS_INDEX__MATCH_FLOOR": "-1", "LENS_INDEX__LABEL_FLOOR": "10",
         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
     })

@@ -182,6 +182,23 @@ def add_item():
     return _json({"item": _with_thumbnail(out["item"])}, 201)
 
 
+@api.post("/api/v1/items/<int:item_id>/images")
+def add_item_image(item_id: int):
+    """One more reference image of an item (another view, a shelf photo): search scores the
+    item by its best image. 201 when added, 200 when this item has that image already."""
+    gw = gateway()
+    require_api_key(gw.settings, request.headers.get("Authorization"))
+    item_id = _checked_item_id(item_id)
+    data, fields = read_fields(request)
+    if fields:
+        raise bad_request(f"unexpected field(s): {', '.join(sorted(fields))}; send only 'image'")
+    image = gw.decode(data)
+    path = gw.store_upload(data, image)
+    out = gw.call("lens.index.add_image", item_id, path)
+    status = 201 if out.pop("status") == "added" else 200
+    return _json({"item": _with_thumbnail(out["item"]), "image_id": out["image_id"]}, status)
+
+
 @api.put("/api/v1/items/<int:item_id>")
 def update_item(item_id: int):
     gw = gateway()

@@ -74,7 +74,13 @@ ITEM = {
     "properties": {"item": {"type": "object", "required": ["id"], "properties": {
         "id": {"type": "integer"}, "title": {"type": ["string", "null"]},
         "url": {"type": ["string", "null"]}, "thumbnail_url": {"type": "string"},
+        "images": {"type": "integer", "minimum": 1, "description": "reference images; search uses the best"},
     }}},
+}
+ITEM_IMAGE = {
+    "type": "object",
+    "required": ["item", "image_id"],
+    "properties": {"item": ITEM["properties"]["item"], "image_id": {"type": ["integer", "null"]}},
 }
 
 CHECK = {"type": "object", "required": ["ok", "detail"],
@@ -150,7 +156,7 @@ ITEM_PROPS = {"image": {},
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     schemas = _model_schemas() | {"Error": ERROR, "Job": JOB, "SearchResponse": SEARCH,
-                                  "ItemResponse": ITEM, "Check": CHECK, "Ready": READY,
+                                  "ItemResponse": ITEM, "ItemImageResponse": ITEM_IMAGE, "Check": CHECK, "Ready": READY,
                                   "Health": HEALTH, "Deleted": DELETED}
     paths: dict[str, Any] = {
         "/healthz": {"get": {"summary": "the process is up", "responses": _responses(s200=("up", "Health"))}},
@@ -210,6 +216,16 @@ def openapi_document() -> dict[str, Any]:
                        "responses": _responses(s200=("removed", "Deleted"), s404=("no such item", "Error"),
                                                **AUTH, **WRITE)},
         },
+        "/api/v1/items/{item_id}/images": {"post": {
+            "summary": "add one more reference image to an item (search scores an item by its best image)",
+            "security": [{"bearer": []}], "parameters": ITEM_ID,
+            "requestBody": _body({"image": {}}, ["image"]),
+            "responses": _responses(s201=("added", "ItemImageResponse"),
+                                    s200=("the item has this image already", "ItemImageResponse"),
+                                    s404=("no such item", "Error"),
+                                    s409=("the image belongs to another item", "Error"),
+                                    s413=ERRORS["s413"], s415=ERRORS["s415"], s400=ERRORS["s400"], **AUTH),
+        }},
         "/api/v1/items/{item_id}/thumbnail": {"get": {
             "summary": "the item's thumbnail image", "parameters": ITEM_ID,
             "responses": {"200": {"description": "image", "content": {"image/*": {}}},

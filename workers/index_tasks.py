@@ -76,6 +76,21 @@ def _add(catalog, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
     return {"item": catalog.get(item_id).model_dump(mode="json")}
 
 
+class ImageOfAnotherItemError(LensError):
+    http_status = 409
+    code = "image_of_another_item"
+
+
+def _add_image(catalog, item_id: int, upload_path: str) -> dict[str, Any]:
+    outcome = catalog.add_reference_image(item_id, Path(upload_path))
+    if outcome.item_id != item_id:
+        raise ImageOfAnotherItemError(
+            f"that image is already in the catalog as an image of item {outcome.item_id}; "
+            "an image can belong to one item only")
+    return {"item": catalog.get(item_id).model_dump(mode="json"), "image_id": outcome.image_id,
+            "status": outcome.status}
+
+
 def _update(catalog, item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
     return {"item": catalog.update(item_id, **fields).model_dump(mode="json")}
 
@@ -122,6 +137,11 @@ def register_index_tasks(app: Celery) -> None:
     def add(self, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.add")
         return _attempts_exhausted(self, runtime) or _as_data(_add, runtime, upload_path, fields)
+
+    @app.task(name="lens.index.add_image", shared=False, bind=True)
+    def add_image(self, item_id: int, upload_path: str) -> dict[str, Any]:
+        runtime.jobs.count_task("index.add_image")
+        return _attempts_exhausted(self, runtime) or _as_data(_add_image, runtime, item_id, upload_path)
 
     @app.task(name="lens.index.update", shared=False, bind=True)
     def update(self, item_id: int, fields: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,11 @@ those vectors, and a JSON file naming the embedder the vectors came from.
 
     <catalog_dir>/catalog.json          embedder name/version/dim, index kind, generation
     <catalog_dir>/catalog.sqlite        items (+ vectors as float32 blobs), meta(generation)
+
+An item may have several reference images (a product photographed from the front, on the shelf,
+in hand): each image is one row of `items` with its own vector; the item's own row has
+parent_id NULL and carries the metadata, the others point at it (parent_id). Search scores an
+item by its best image and lists it once.
     <catalog_dir>/vectors-<gen>.faiss   the faiss index of that generation
     <catalog_dir>/thumbs/<id>.jpg       256 px thumbnails the UI shows
     <catalog_dir>/images/               copies of images that were added as bytes
@@ -69,11 +74,16 @@ CREATE TABLE IF NOT EXISTS items (
     height INTEGER NOT NULL,
     extra TEXT NOT NULL DEFAULT '{}',
     added_at REAL NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    parent_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS items_external_id ON items(external_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# Schema 2 added items.parent_id (several reference images per item); _migrate upgrades a
+# schema-1 file in place (every existing row stays an item with one image).
+SCHEMA_VERSION = 2
+ITEM_COLUMNS = "id, content_hash, external_id, title, url, image_path, width, height, extra, added_at, parent_id"
 
 
 class CatalogError(LensError):
@@ -117,17 +127,23 @@ class CatalogItem(BaseModel):
     height: int
     extra: dict[str, Any] = Field(default_factory=dict)
     added_at: float
+    # Reference images of the item (its own image included); search uses the best of them.
+    images: int = 1
 
 
 @dataclass
 class NewItem:
-    """An image to add: a file path or the bytes of an upload, plus its metadata."""
+    """An image to add: a file path or the bytes of an upload, plus its metadata.
+
+    With `item_id` set it becomes one more reference image of that item (metadata ignored).
+    """
 
     image: Path | bytes
     title: str = ""
     url: str | None = None
     external_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    item_id: int | None = None
 
 
 @dataclass
@@ -136,6 +152,8 @@ class AddOutcome:
     status: str  # "added", "duplicate" or "failed"
     item_id: int | None = None
     message: str = ""
+    # The image's own row id (== item_id for an item's first image).
+    image_id: int | None = None
 
 
 def thumbnail_url(item_id: int) -> str:
@@ -155,6 +173,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._in_transaction = False
         self._vectors_changed = False
+        self._most_images: int | None = None
         self._generation = self._committed_generation()
         self._vectors = self._load_vectors(self._generation)
 
@@ -207,7 +226,7 @@ class Catalog:
 
     def _load_vectors(self, generation: int) -> VectorIndex:
         path = self._vector_file(generation)
-        live = self.count()
+        live = self.image_count()
         kind = self.meta.get("index_kind") or choose_kind(self.settings.index, live)
         if path.is_file():
             index = VectorIndex.from_bytes(np.fromfile(path, dtype=np.uint8), kind, self.settings.index)
@@ -240,6 +259,7 @@ class Catalog:
             self.meta = self._read_meta()
             self._vectors = self._load_vectors(generation)
             self._generation = generation
+            self._most_images = None
             return True
 
     def _read_meta(self) -> dict:
@@ -250,7 +270,21 @@ class Catalog:
 
     # -- reading ---------------------------------------------------------------------------
     def count(self) -> int:
+        """Items (an item with several reference images counts once)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM items WHERE parent_id IS NULL").fetchone()[0])
+
+    def image_count(self) -> int:
+        """Reference images, i.e. vectors, over all items."""
         return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def _most_images_per_item(self) -> int:
+        # A scan of the table: remembered until the next change (search calls it every time).
+        if self._most_images is None:
+            row = self._conn.execute(
+                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id))"
+            ).fetchone()
+            self._most_images = int(row[0] or 1)
+        return self._most_images
 
     def __len__(self) -> int:
         return self.count()
@@ -275,16 +309,22 @@ class Catalog:
             self.refresh()
             if self._vectors.size == 0 or len(queries) == 0:
                 return [[] for _ in queries]
-            scores, ids = self._vectors.search(queries, k)
+            # Over-fetch images so that k distinct items remain once each is kept at its best image.
+            scores, ids = self._vectors.search(queries, k * self._most_images_per_item())
             wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
-            rows = self._rows_by_id(wanted)
+            images = self._rows_by_id(wanted)
+            owner = {i: r["parent_id"] or i for i, r in images.items()}
+            rows = {i: r for i, r in images.items() if r["parent_id"] is None}
+            rows.update(self._rows_by_id(set(owner.values()) - set(rows)))
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
             matches: list[Match] = []
-            for score, item_id in zip(row_scores, row_ids, strict=True):
-                row = rows.get(int(item_id))
-                if row is None or score < min_score:
+            listed: set[int] = set()
+            for score, image_id in zip(row_scores, row_ids, strict=True):
+                row = rows.get(owner.get(int(image_id), -1))
+                if row is None or score < min_score or row["id"] in listed:
                     continue
+                listed.add(row["id"])
                 matches.append(
                     Match(
                         item_id=row["id"],
@@ -307,38 +347,52 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._conn.execute(
-                f"SELECT id, content_hash, external_id, title, url, image_path, width, height, extra, added_at "
-                f"FROM items WHERE id IN ({marks})",
-                chunk,
-            ):
+            for row in self._conn.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN ({marks})", chunk):
                 rows[row["id"]] = row
         return rows
+
+    def _image_counts(self, item_ids: list[int]) -> dict[int, int]:
+        marks = ",".join("?" * len(item_ids))
+        return {int(owner): int(n) for owner, n in self._conn.execute(
+            f"SELECT COALESCE(parent_id, id) AS owner, COUNT(*) FROM items "
+            f"WHERE id IN ({marks}) OR parent_id IN ({marks}) GROUP BY owner", [*item_ids, *item_ids])}
 
     def get(self, item_id: int) -> CatalogItem:
         """The item with this id; ItemNotFoundError when there is none."""
         with self._lock:
             row = self._rows_by_id([int(item_id)]).get(int(item_id))
-        if row is None:
-            raise ItemNotFoundError(f"no catalog item with id {item_id}")
-        return _item_from_row(row)
+            if row is None or row["parent_id"] is not None:
+                raise ItemNotFoundError(f"no catalog item with id {item_id}")
+            return _item_from_row(row, self._image_counts([int(item_id)]).get(int(item_id), 1))
 
     def find(self, *, content_hash: str | None = None, external_id: str | None = None) -> int | None:
-        """The id of the item with this content hash (or external id), or None."""
-        column, value = ("content_hash", content_hash) if content_hash else ("external_id", external_id)
+        """The id of the item with this content hash (in any of its images) or external id, or None."""
         with self._lock:
-            row = self._conn.execute(f"SELECT id FROM items WHERE {column} = ? ORDER BY id LIMIT 1", (value,)).fetchone()
+            if content_hash:
+                query, value = "SELECT COALESCE(parent_id, id) FROM items WHERE content_hash = ?", content_hash
+            else:
+                query, value = "SELECT id FROM items WHERE external_id = ? AND parent_id IS NULL ORDER BY id LIMIT 1", external_id
+            row = self._conn.execute(query, (value,)).fetchone()
         return int(row[0]) if row else None
 
     def items(self, offset: int = 0, limit: int = 100) -> list[CatalogItem]:
         """A page of items in id order."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, content_hash, external_id, title, url, image_path, width, height, extra, added_at "
-                "FROM items ORDER BY id LIMIT ? OFFSET ?",
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE parent_id IS NULL ORDER BY id LIMIT ? OFFSET ?",
                 (int(limit), int(offset)),
             ).fetchall()
-        return [_item_from_row(r) for r in rows]
+            counts = self._image_counts([r["id"] for r in rows]) if rows else {}
+        return [_item_from_row(r, counts.get(r["id"], 1)) for r in rows]
+
+    def image_paths(self, item_id: int) -> list[str]:
+        """Where the item's reference images are (absolute, or relative to the catalog folder)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT image_path FROM items WHERE (id = ? OR parent_id = ?) AND image_path IS NOT NULL ORDER BY id",
+                (int(item_id), int(item_id)),
+            ).fetchall()
+        return [str(r[0]) if Path(r[0]).is_absolute() else str(self.folder / r[0]) for r in rows]
 
     def thumbnail_path(self, item_id: int) -> Path:
         """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
@@ -349,7 +403,7 @@ class Catalog:
 
     def find_id(self, item_id: int) -> int | None:
         with self._lock:
-            row = self._conn.execute("SELECT id FROM items WHERE id = ?", (int(item_id),)).fetchone()
+            row = self._conn.execute("SELECT id FROM items WHERE id = ? AND parent_id IS NULL", (int(item_id),)).fetchone()
         return int(row[0]) if row else None
 
     def stats(self) -> dict[str, Any]:
@@ -359,6 +413,7 @@ class Catalog:
             return {
                 "catalog_dir": str(self.folder),
                 "items": self.count(),
+                "images": self.image_count(),
                 "embedder": self.meta["embedder"]["name"],
                 "embedder_version": self.meta["embedder"]["version"],
                 "dim": self.dim,
@@ -385,6 +440,7 @@ class Catalog:
         if generation != self._generation:
             self._vectors = self._load_vectors(generation)
             self._generation = generation
+            self._most_images = None
 
     def add_image(
         self,
@@ -413,10 +469,13 @@ class Catalog:
         *,
         batch_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        join_external_id: bool = False,
     ) -> list[AddOutcome]:
         """Add many images, embedding them in batches; failures are reported, never raised.
 
         `progress(n)` is called after each batch with the number of inputs it handled.
+        `join_external_id`: an image whose external_id an item already has (in the catalog or
+        earlier in `new_items`) becomes one more reference image of that item.
         """
         batch_size = batch_size or self.settings.embed.batch_size
         outcomes: list[AddOutcome] = []
@@ -424,17 +483,17 @@ class Catalog:
         for new in new_items:
             batch.append(new)
             if len(batch) >= batch_size:
-                outcomes += self._add_batch(batch)
+                outcomes += self._add_batch(batch, join_external_id)
                 if progress:
                     progress(len(batch))
                 batch = []
         if batch:
-            outcomes += self._add_batch(batch)
+            outcomes += self._add_batch(batch, join_external_id)
             if progress:
                 progress(len(batch))
         return outcomes
 
-    def _add_batch(self, batch: list[NewItem]) -> list[AddOutcome]:
+    def _add_batch(self, batch: list[NewItem], join_external_id: bool = False) -> list[AddOutcome]:
         limits = self.settings.limits
         outcomes: list[AddOutcome] = []
         decoded: list[tuple[NewItem, DecodedImage, bytes, AddOutcome]] = []
@@ -455,6 +514,9 @@ class Catalog:
                 except LensError as exc:
                     outcome.message = exc.message
                     continue
+                if new.item_id is not None and self.find_id(new.item_id) is None:
+                    outcome.message = f"no catalog item with id {new.item_id}"
+                    continue
                 existing = self.find(content_hash=image.sha256)
                 if existing is not None:
                     outcome.status, outcome.item_id = "duplicate", existing
@@ -472,28 +534,50 @@ class Catalog:
             ids = []
             for (new, image, data, outcome), vector in zip(decoded, vectors, strict=True):
                 image_path = str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
+                parent = new.item_id
+                if parent is None and join_external_id and new.external_id:
+                    # Sees the rows inserted earlier in this transaction, too.
+                    parent = self.find(external_id=new.external_id)
+                # A further image of an item carries no metadata of its own: the item's row has it.
+                meta = (new.external_id, new.title or "", new.url, json.dumps(new.extra or {})) if parent is None else (None, "", None, "{}")
                 cursor = self._conn.execute(
-                    "INSERT INTO items (content_hash, external_id, title, url, image_path, width, height, extra, added_at, vector) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO items (content_hash, external_id, title, url, image_path, width, height, extra, added_at, vector, parent_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        image.sha256, new.external_id, new.title or "", new.url, image_path,
-                        image.width, image.height, json.dumps(new.extra or {}), time.time(),
-                        np.asarray(vector, dtype=np.float32).tobytes(),
+                        image.sha256, meta[0], meta[1], meta[2], image_path, image.width, image.height, meta[3],
+                        time.time(), np.asarray(vector, dtype=np.float32).tobytes(), parent,
                     ),
                 )
-                item_id = int(cursor.lastrowid)
-                _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{item_id}.jpg")
-                outcome.status, outcome.item_id = "added", item_id
-                ids.append(item_id)
+                image_id = int(cursor.lastrowid)
+                if parent is None:
+                    _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{image_id}.jpg")
+                outcome.status, outcome.item_id, outcome.image_id = "added", parent or image_id, image_id
+                ids.append(image_id)
             if self._vectors.kind == "ivf" and not self._vectors.trained:
                 # An IVF index learns its lists from data; the first vectors train it.
                 self._vectors = self._rebuild("ivf")
             else:
                 self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._vectors_changed = True
+            self._most_images = None
             for repeat, first in repeats:
-                repeat.item_id = first.item_id
+                repeat.item_id, repeat.image_id = first.item_id, first.image_id
         return outcomes
+
+    def add_reference_image(self, item_id: int, image: Path | str | bytes) -> AddOutcome:
+        """One more reference image of an existing item (durable after `save()`).
+
+        Status "added", or "duplicate" when the image is in the catalog already (outcome.item_id
+        says under which item). ItemNotFoundError for an unknown item, BadInputError for a file
+        that cannot be decoded.
+        """
+        if self.find_id(item_id) is None:
+            raise ItemNotFoundError(f"no catalog item with id {item_id}")
+        source = Path(image) if isinstance(image, str) else image
+        (outcome,) = self.add_images([NewItem(source, item_id=int(item_id))])
+        if outcome.status == "failed":
+            raise BadInputError(f"{outcome.source}: {outcome.message}")
+        return outcome
 
     def _store_upload(self, image: DecodedImage, data: bytes) -> str:
         relative = Path("images") / image.sha256[:2] / f"{image.sha256}.{image.format.lower()}"
@@ -521,13 +605,16 @@ class Catalog:
     def remove(self, ids: Iterable[int]) -> list[int]:
         """Remove items by id; returns the ids that existed (unknown ids are ignored)."""
         with self._lock:
-            present = sorted(self._rows_by_id(int(i) for i in ids))
+            present = sorted(i for i, r in self._rows_by_id(int(i) for i in ids).items() if r["parent_id"] is None)
             if not present:
                 return []
             self._begin()
             marks = ",".join("?" * len(present))
-            self._conn.execute(f"DELETE FROM items WHERE id IN ({marks})", present)
-            self._vectors.remove(present)
+            images = [int(r[0]) for r in self._conn.execute(
+                f"SELECT id FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])]
+            self._conn.execute(f"DELETE FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])
+            self._vectors.remove(images)
+            self._most_images = None
             self._vectors_changed = True
             for item_id in present:
                 (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
@@ -543,7 +630,7 @@ class Catalog:
                 return
             count = self.count()
             if self._vectors_changed:
-                self._vectors = self._index_to_save(count)
+                self._vectors = self._index_to_save(self.image_count())
                 generation = self._generation + 1
                 atomic_write_bytes(self._vector_file(generation), self._vectors.to_bytes())
                 self._conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
@@ -592,6 +679,7 @@ class Catalog:
                 self._in_transaction = False
                 self._vectors_changed = False
                 self._vectors = self._load_vectors(self._generation)
+                self._most_images = None
 
     def close(self) -> None:
         """Close the database; unsaved changes are discarded."""
@@ -628,10 +716,33 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)
+    _migrate(conn)
     return conn
 
 
-def _item_from_row(row: sqlite3.Row) -> CatalogItem:
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a catalog written by an older lens up to SCHEMA_VERSION, in one transaction.
+
+    Only an old file is written to: opening a current one stays a read (a reader must never
+    wait on the writer's lock)."""
+    has_index = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'items_parent'").fetchone()
+    if has_index:
+        return
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        if "parent_id" not in {r[1] for r in conn.execute("PRAGMA table_info(items)")}:
+            conn.execute("ALTER TABLE items ADD COLUMN parent_id INTEGER")
+            log.info("catalog schema upgraded to version %d (several images per item)", SCHEMA_VERSION)
+        conn.execute("CREATE INDEX IF NOT EXISTS items_parent ON items(parent_id)")
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise CatalogBusyError(f"cannot upgrade the catalog's schema now ({exc}); try again later") from None
+
+
+def _item_from_row(row: sqlite3.Row, images: int = 1) -> CatalogItem:
     return CatalogItem(
         id=row["id"],
         content_hash=row["content_hash"],
@@ -644,6 +755,7 @@ def _item_from_row(row: sqlite3.Row) -> CatalogItem:
         height=row["height"],
         extra=json.loads(row["extra"]),
         added_at=row["added_at"],
+        images=images,
     )
 
 

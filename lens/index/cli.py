@@ -51,7 +51,9 @@ def _open(create: bool = False):
 
 def read_meta(path: Path) -> dict[str, dict[str, Any]]:
     """Rows of items.csv / items.jsonl keyed by their `file` column (a path relative to DIR,
-    or a bare file name). Columns besides file/title/url/external_id go into `extra`."""
+    or a bare file name). Columns besides file/title/url/external_id go into `extra`. Rows
+    sharing an external_id are one item with several reference images (the first file, in
+    path order, gives the item its title and metadata)."""
     if not path.is_file():
         raise BadInputError(f"{path}: no such metadata file")
     rows: list[dict[str, Any]]
@@ -113,22 +115,24 @@ def _new_item(image: Path, root: Path, meta: dict[str, dict[str, Any]]):
 
 
 def add_folder(catalog, items: list, desc: str) -> list:
-    """Add NewItems with a tqdm progress bar, saving every CHECKPOINT_EVERY items."""
+    """Add NewItems with a tqdm progress bar, saving every CHECKPOINT_EVERY items; images
+    sharing an external_id (with each other or with an item already in) join one item."""
     from tqdm import tqdm
 
     outcomes = []
     with tqdm(total=len(items), desc=desc, unit="img", file=sys.stderr) as bar:
         for start in range(0, len(items), CHECKPOINT_EVERY):
             chunk = items[start : start + CHECKPOINT_EVERY]
-            outcomes += catalog.add_images(chunk, progress=bar.update)
+            outcomes += catalog.add_images(chunk, progress=bar.update, join_external_id=True)
             catalog.save()
     return outcomes
 
 
 def _report(outcomes: list, catalog) -> None:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("added", "duplicate", "failed")}
+    images = catalog.image_count()
     print(f"added {counts['added']}, already present {counts['duplicate']}, skipped {counts['failed']}; "
-          f"catalog now holds {catalog.count()} items")
+          f"catalog now holds {catalog.count()} items" + (f" ({images} images)" if images != catalog.count() else ""))
     for o in outcomes:
         if o.status == "failed":
             print(f"  skipped {o.source}: {o.message}")
@@ -285,7 +289,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--meta", type=Path, help=(
         "items.csv (header row) or items.jsonl (one object a line): `file` (path under DIR, or a "
-        "bare file name), optional title, url, external_id; any other column goes into `extra`"))
+        "bare file name), optional title, url, external_id; any other column goes into `extra`; rows sharing an external_id make one item with several "
+        "images"))
     p.set_defaults(func=cmd_index_add)
 
     p = isub.add_parser("remove", help="remove items by id, or every demo item (--demo)")
