@@ -94,7 +94,7 @@ def test_catalog_writes_give_a_fresh_analysis(lens_env, monkeypatch, tux_stamps,
 
 @pytest.mark.parametrize("env", [
     {"LENS_REGIONS__MIN_AREA": "0.01"},
-    {"LENS_REGIONS__WEIGHT_CONTRAST": "2.0"},
+    {"LENS_REGIONS__WEIGHT_CONTRAST": "3.0"},  # the default is 2.0
     {"LENS_SALIENCY__BLUR_SIGMA": "0.05"},
     {"LENS_SALIENCY__CENTRE_WEIGHT": "0.5"},
     {"LENS_DETECT__CONFIDENCE": "0.3"},
