@@ -13,6 +13,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
+# Both branches start at once and the page shows the dots branch first, so OCR is slowed
+# longer than detection: "reading text" must still be going on when the dots are done.
 SLOW_S = 2.0
 RECORD_LABELS = """() => {
   window.__labels = [];
@@ -28,7 +30,7 @@ RECORD_LABELS = """() => {
 def slow_server(tmp_path_factory):
     # No catalog is needed to watch detection and OCR; the result cache is off so that the same
     # photo is analysed (not answered from the cache) each time.
-    server = EmbeddedServer(tmp_path_factory.mktemp("ui-progress"), slow_stages={"detect": SLOW_S, "ocr": SLOW_S},
+    server = EmbeddedServer(tmp_path_factory.mktemp("ui-progress"), slow_stages={"detect": SLOW_S, "ocr": 3 * SLOW_S},
                             env={"LENS_SERVER__RESULT_CACHE_TTL_S": "0"}).start()
     yield server
     server.stop()
