@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lens.config import OcrConfig
 from lens.ocr.groups import connected_groups
 from lens.types import Point, TextBlock, TextLine
 
@@ -129,3 +130,16 @@ def group_lines(lines: Sequence[TextLine]) -> list[TextBlock]:
         TextBlock(id=k, polygon=polygon, text=text, lines=ordered, confidence=round(conf, 4))
         for k, (polygon, text, ordered, conf) in enumerate(drafts, start=1)
     ]
+
+
+def drop_untappable(blocks: Sequence[TextBlock], width: int, height: int, config: OcrConfig) -> list[TextBlock]:
+    """Blocks big enough to tap once the photo is shown at config.ui_reference_side, renumbered
+    1..N in the same order."""
+    scale = config.ui_reference_side / max(width, height, 1)
+    kept = []
+    for block in blocks:
+        pts = np.asarray(block.polygon, dtype=np.float64)
+        extent = (pts.max(axis=0) - pts.min(axis=0)) * scale
+        if float(extent.max()) >= config.min_tap_px:
+            kept.append(block)
+    return [b.model_copy(update={"id": k}) for k, b in enumerate(kept, start=1)]
