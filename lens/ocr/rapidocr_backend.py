@@ -22,7 +22,7 @@ class RapidOcr:
     languages = PPOCR_LANGUAGES
 
     def __init__(self, settings: Settings) -> None:
-        self.min_confidence = settings.ocr.min_confidence
+        self.min_confidence = max(settings.ocr.min_confidence, settings.ocr.rapidocr_min_confidence)
         self.cjk_context_confidence = settings.ocr.cjk_context_confidence
         self._lines = PpOcrLines.from_config(settings.ocr)
 
