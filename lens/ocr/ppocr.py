@@ -22,8 +22,6 @@ from lens.config import OcrConfig
 from lens.ocr.groups import connected_groups
 from lens.types import Point, TextLine
 
-# Detection enlarges a small photo by at most this factor (ocr.det_upscale).
-MAX_UPSCALE = 1.25
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
 RECHECK_BELOW = 0.85
 
@@ -219,9 +217,6 @@ class PpOcrLines:
         h, w = bgr.shape[:2]
         factor = self.det_side / max(h, w)
         if factor > 1.0 and self.det_upscale:
-            # At most 1.25x, the step measured on ICDAR (1280 -> 1600 px); twice the size
-            # (800 px rendered signs -> 1600) split and misread lines of big sign text.
-            factor = min(factor, MAX_UPSCALE)
             size = (max(1, round(w * factor)), max(1, round(h * factor)))
             return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
         if factor < 0.5:
