@@ -54,16 +54,36 @@ def cmd_models_prepare(args: argparse.Namespace) -> int:
     from lens.models import fetch, get_spec, prepare
 
     settings = _settings()
+    pairs = [name.split(":", 1)[1] for name in args.fetch or [] if name.startswith("translate:")]
+    if pairs:
+        from lens.translate.install import fetch_pairs
+
+        print(f"fetching translation models {', '.join(pairs)} ...")
+        for path in fetch_pairs(settings, pairs, mirror=args.mirror):
+            print(f"  -> {path}")
     for name in args.fetch or []:
+        if name.startswith("translate:"):
+            continue
         spec = get_spec(name)
         print(f"fetching {name} from {spec.url} ...")
         print(f"  -> {fetch(spec, settings)}")
+    if args.fetch and all(name.startswith("translate:") for name in args.fetch):
+        return 0  # only translation models were asked for; the default set is not touched
     missing = prepare(settings)
     if missing:
         for spec in missing:
             print(f"missing: {spec.name}: {spec.how_to_get(settings)}", file=sys.stderr)
         return 3
     print(f"models ready in {settings.model_dir} (default set: all present)")
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from lens.translate.install import import_models
+
+    installed = import_models(_settings(), args.source)
+    for path in installed:
+        print(f"installed {path}")
     return 0
 
 
@@ -142,8 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models_list)
     p = msub.add_parser("prepare", help="make the offline default set ready (idempotent)")
-    p.add_argument("--fetch", action="append", metavar="NAME", help="also download NAME (network)")
+    p.add_argument("--fetch", action="append", metavar="NAME",
+                   help="also download NAME (network); translate:fr-en or translate:all for Firefox translation models")
+    p.add_argument("--mirror", metavar="URL", help="where translate:... models come from (default: translate.model_mirror)")
     p.set_defaults(func=cmd_models_prepare)
+    p = msub.add_parser("import", help="install translation models from a folder or tarball (SHA256SUMS + <pair>/<files>)")
+    p.add_argument("source", type=Path, metavar="DIR|TARBALL")
+    p.set_defaults(func=cmd_models_import)
 
     adders = [importlib.import_module(name).add_commands for name in COMMAND_MODULES]
     adders += [entry.load() for entry in entry_points(group=COMMAND_ENTRY_POINTS)]

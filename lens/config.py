@@ -312,11 +312,38 @@ class IndexConfig(Section):
 
 class OcrConfig(Section):
     backend: registered_backend("ocr") = "rapidocr"
-    # Text detection runs on a copy capped at this longest side: uncapped, a 1920x1440 photo
-    # costs ~3 s on one core; at 960 ~0.8 s with the same recall on signs (research notes).
-    det_max_side: int = Field(960, ge=64)
+    # Detection runs on a copy with this longest side (crops for recognition are still cut
+    # from the original pixels). Chosen on the ICDAR 2015 tuning half (bench/RESULTS.md, ocr):
+    # word F 0.643 at 960, 0.652 at 1280, 0.682 at 1600 with upscaling, 0.670 at 1920; each
+    # step costs detection time in proportion to the pixels.
+    det_max_side: int = Field(1600, ge=64)
+    # Also enlarge smaller photos to det_max_side: scene words 10-15 px tall are found once
+    # they are a few pixels taller (+0.06 word recall on the tuning half at 1600).
+    det_upscale: bool = True
+    # DB post-processing of the detector's text map (rapidocr's defaults): pixels above
+    # det_pixel_threshold are text, a region is kept when its mean score is above
+    # det_box_threshold, and grown by det_unclip_ratio (the map marks the text's core only).
+    det_pixel_threshold: float = Field(0.3, gt=0.0, lt=1.0)
+    det_box_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    det_unclip_ratio: float = Field(1.6, ge=1.0, le=4.0)
     # Lines the recogniser is less sure of than this are dropped (background texture).
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    # The same floor for PP-OCRv6's own recognition (rapidocr backend; Tesseract's scores are
+    # on another scale and keep min_confidence). It reads texture, icons and half-seen
+    # letters as junk ("m4s", "DA4", "CZOHU") at 0.55-0.8, while a word it reads right mostly
+    # scores 0.9+. ICDAR tuning half, word F: 0.680 at 0.5, 0.686 at 0.7, 0.689 at 0.8,
+    # 0.700 at 0.88, with recall 0.623 -> 0.619.
+    rapidocr_min_confidence: float = Field(0.88, ge=0.0, le=1.0)
+    # A block is dropped when its box is smaller than min_tap_px in both directions once the
+    # photo is shown with its longest side at ui_reference_side px (the viewer fits the photo
+    # to the page; 1024 is a laptop's view, a phone shows it smaller still). 24 px is WCAG
+    # 2.5.8's minimum target size: below it a box cannot be tapped, and such specks (6x6 px)
+    # are icons or noise far more often than text anyone wants read.
+    min_tap_px: float = Field(24.0, ge=0.0)
+    ui_reference_side: int = Field(1024, ge=64)
+    # A line of one or two CJK glyphs among Latin text is an icon misread (a walking man as
+    # "穴"), unless a longer CJK line read at least this confidently shows a CJK sign nearby.
+    cjk_context_confidence: float = Field(0.8, ge=0.0, le=1.0)
     # onnxruntime/Tesseract threads per OCR call; 1 per Celery prefork child on a small box.
     threads: int = Field(1, ge=1)
     # "tesseract" backend: PP-OCRv6 finds and orients the lines, Tesseract reads each one in
@@ -341,6 +368,22 @@ class TranslateConfig(Section):
     # Languages lingua chooses among for Latin-script text (ISO 639-1); each costs ~25 MB
     # once seen. Hangul, kana and Han are told by their script, whatever is listed here.
     langid_languages: list[str] = ["en", "pt", "es", "fr", "de", "it", "nl", "vi", "pl", "tr", "id", "sv"]
+    # Latin-script text with fewer letters than this is not given a language (or translated):
+    # lingua cannot tell "Rua" from "Ruta", and a two-letter code on a sign is rarely a word.
+    langid_min_letters: int = Field(3, ge=1)
+    # lingua's top confidence below this: the language is not known. Real two-word signs
+    # score 0.4-0.9 among 12 languages (bench/data/phrases_en_pt.tsv: lowest 0.40, "Caution:
+    # hot surface"); brand and place names often score lower still.
+    langid_min_confidence: float = Field(0.25, ge=0.0, le=1.0)
+    # Title-case words with a number or a street abbreviation, or several Title-case words,
+    # scored below this are taken as a name ("Yuyuan Rd." scores id 0.47, "Starbucks Coffee"
+    # en 0.47, "Hougang Ave 4" de 0.30) and are not translated.
+    langid_name_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    # Where `lens models prepare --fetch translate:<pair>` downloads Firefox (Bergamot) model
+    # files from: a folder (http/https/file URL) holding SHA256SUMS, whose lines name
+    # "<pair>/<file>" (e.g. "fren/model.fren.intgemm.alphas.bin", optionally .gz), and those
+    # files. Empty: no default mirror (there is no public one with checksums); set it.
+    model_mirror: str = ""
 
 
 class ServerConfig(Section):

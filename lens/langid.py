@@ -9,6 +9,7 @@ kana, Han) are decided by the script alone: it is exact and free.
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
 from collections import Counter
@@ -24,6 +25,21 @@ _SCRIPT_LANGUAGE = {"HANGUL": "ko", "HIRAGANA": "ja", "KATAKANA": "ja", "CJK": "
                     "CYRILLIC": "ru", "LATIN": None}
 
 _lock = threading.Lock()
+
+# Every ISO 639-1 code: a target language outside it is a typo, not a missing model.
+ISO_639_1 = frozenset(
+    ["aa", "ab", "ae", "af", "ak", "am", "an", "ar", "as", "av", "ay", "az", "ba", "be", "bg", "bh", "bi", "bm", "bn", "bo", "br", "bs", "ca", "ce", "ch", "co", "cr", "cs", "cu", "cv", "cy", "da", "de", "dv", "dz", "ee", "el", "en", "eo", "es", "et", "eu", "fa", "ff", "fi", "fj", "fo", "fr", "fy", "ga", "gd", "gl", "gn", "gu", "gv", "ha", "he", "hi", "ho", "hr", "ht", "hu", "hy", "hz", "ia", "id", "ie", "ig", "ii", "ik", "io", "is", "it", "iu", "ja", "jv", "ka", "kg", "ki", "kj", "kk", "kl", "km", "kn", "ko", "kr", "ks", "ku", "kv", "kw", "ky", "la", "lb", "lg", "li", "ln", "lo", "lt", "lu", "lv", "mg", "mh", "mi", "mk", "ml", "mn", "mr", "ms", "mt", "my", "na", "nb", "nd", "ne", "ng", "nl", "nn", "no", "nr", "nv", "ny", "oc", "oj", "om", "or", "os", "pa", "pi", "pl", "ps", "pt", "qu", "rm", "rn", "ro", "ru", "rw", "sa", "sc", "sd", "se", "sg", "si", "sk", "sl", "sm", "sn", "so", "sq", "sr", "ss", "st", "su", "sv", "sw", "ta", "te", "tg", "th", "ti", "tk", "tl", "tn", "to", "tr", "ts", "tt", "tw", "ty", "ug", "uk", "ur", "uz", "ve", "vi", "vo", "wa", "wo", "xh", "yi", "yo", "za", "zh", "zu"]
+)
+# A price or a quantity: digits with separators and a currency or unit beside them.
+_PRICE = re.compile(
+    r"^[\s\-+~]*(?:[$€£¥₩₫]|R\$|US\$|EUR|USD|GBP|JPY|RMB|CNY|VND|kr)?\s*\d[\d\s.,:/\-]*"
+    r"\s*(?:[$€£¥₩₫%]|EUR|USD|GBP|VND|đ|kr|kg|g|ml|l|cm|mm|km|h|min|x)?[\s.!]*$",
+    re.IGNORECASE,
+)
+# Street and place abbreviations: a Title-case phrase holding one is an address.
+_ADDRESS_WORDS = frozenset(
+    ["rd", "st", "ave", "av", "blvd", "dr", "ln", "hwy", "sq", "pl", "rte", "rue", "str", "jl", "jln", "mrt", "stn"]
+)
 
 
 def script_of(ch: str) -> str | None:
@@ -85,7 +101,10 @@ def identify_language_candidates(text: str, limit: int = 3) -> list[tuple[str, f
         return []
     if language is not None:
         return [(language, share or 0.0)]
-    # Latin (or unknown) script: ask lingua.
+    # Latin (or unknown) script: ask lingua, about a sentence-cased copy of capitals (lingua's
+    # models are of ordinary text; "SAÍDA" reads as it would in a sentence).
+    if is_all_caps(text):
+        text = sentence_case(text)
     with _lock:  # lingua loads a language's model on first use; one loader at a time
         values = _detector(_configured_languages()).compute_language_confidence_values(text)
     guesses = [(v.language.iso_code_639_1.name.lower(), round(float(v.value), 3)) for v in values[:limit] if v.value >= 0.005]
@@ -100,6 +119,59 @@ def identify_language(text: str) -> tuple[str | None, float | None]:
     """(ISO 639-1 code, confidence 0..1) of `text`, or (None, None) when it has no letters."""
     guesses = identify_language_candidates(text)
     return guesses[0] if guesses else (None, None)
+
+
+def is_all_caps(text: str) -> bool:
+    """At least two cased letters, all upper case ("SAÍDA DE EMERGÊNCIA")."""
+    cased = [ch for ch in text if ch.isalpha() and ch.lower() != ch.upper()]
+    return len(cased) >= 2 and all(ch.isupper() for ch in cased)
+
+
+def sentence_case(text: str) -> str:
+    """"SAÍDA DE EMERGÊNCIA" -> "Saída de emergência": the case models and detectors saw."""
+    lower = text.lower()
+    for i, ch in enumerate(lower):
+        if ch.isalpha():
+            return lower[:i] + ch.upper() + lower[i + 1 :]
+    return lower
+
+
+def looks_like_a_name(text: str) -> bool:
+    """Title-case words with a number or an address abbreviation ("Yuyuan Rd.", "Hougang Ave
+    4"), or two or more Title-case words ("Starbucks Coffee")."""
+    words = re.findall(r"[^\W\d_]+", text)
+    if not words or is_all_caps(text):
+        return False
+    titled = all(w[0].isupper() for w in words)
+    if not titled:
+        return False
+    address = any(w.lower() in _ADDRESS_WORDS for w in words) or any(ch.isdigit() for ch in text)
+    return address or len(words) >= 2
+
+
+def untranslatable_reason(text: str, confidence: float | None, settings=None) -> str | None:
+    """Why a block should not be translated (a number, a price, a name, too short, language
+    unknown), in words a viewer understands; None when it should be."""
+    if settings is None:
+        from lens.config import get_settings
+
+        settings = get_settings()
+    cfg = settings.translate
+    text = unicodedata.normalize("NFC", text).strip()
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters or _PRICE.match(text):
+        return "a number or a price" if any(ch.isdigit() for ch in text) else "no words to translate"
+    _, _, scripts = script_hint(text)
+    latin = scripts.most_common(1)[0][0] == "LATIN" if scripts else False
+    if not latin:
+        return None
+    if len(letters) < cfg.langid_min_letters:
+        return "too short to translate"
+    if confidence is None or confidence < cfg.langid_min_confidence:
+        return "its language could not be identified"
+    if confidence < cfg.langid_name_confidence and looks_like_a_name(text):
+        return "looks like a name"
+    return None
 
 
 def warm_up() -> None:

@@ -256,11 +256,11 @@ class Pipeline:
 
     def read_text(self, image: DecodedImage, options: AnalyzeOptions, timer: Timer) -> list[TextBlock]:
         from lens.langid import identify_language
-        from lens.ocr.blocks import group_lines
+        from lens.ocr.blocks import drop_untappable, group_lines
 
         with timer.stage("ocr"):
             lines = self.ocr.read(image.rgb)
-        blocks = group_lines(lines)
+        blocks = drop_untappable(group_lines(lines), image.width, image.height, self.settings.ocr)
         with timer.stage("langid"):
             blocks = [
                 b.model_copy(update=dict(zip(("language", "language_confidence"), identify_language(b.text), strict=True)))

@@ -46,3 +46,20 @@ def test_short_ambiguous_text_offers_several_candidates():
 def test_kanji_only_text_is_a_chinese_hint_and_kana_makes_it_japanese():
     assert script_hint("禁煙")[0] == "zh"
     assert script_hint("禁煙です")[0] == "ja"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("Yuyuan Rd.", "looks like a name"), ("Hougang Ave 4", "looks like a name"), ("R$ 14,90", "a number or a price"),
+     ("12:30 - 18:00", "a number or a price"), ("ab", "too short to translate"), ("Proibido fumar", None),
+     ("SAÍDA DE EMERGÊNCIA", None), ("Closed on Sundays", None)],
+)
+def test_untranslatable_blocks_say_why(text, reason):
+    from lens.langid import untranslatable_reason
+
+    language, confidence = identify_language(text)
+    assert untranslatable_reason(text, confidence) == reason
+
+
+def test_capitals_are_identified_from_a_sentence_cased_copy():
+    assert identify_language("PROIBIDO FUMAR")[0] == "pt"

@@ -56,3 +56,16 @@ def test_block_confidence_is_the_length_weighted_mean():
     b = TextLine(polygon=[(0, 25), (100, 25), (100, 45), (0, 45)], text="b", confidence=0.5)
     (block,) = group_lines([a, b])
     assert block.confidence == pytest.approx(0.9)
+
+
+def test_three_signs_side_by_side_or_diagonal_stay_three_blocks():
+    # Three shop signs on one facade, a sign's width apart (gaps of 1.3 heights).
+    facade = [line("BAKERY", 100, 100, w=180, h=40), line("PHARMACY", 332, 100, w=240, h=40),
+              line("BANK", 624, 100, w=120, h=40)]
+    assert len(group_lines(facade)) == 3
+    # A label below and to the right of a sign, not under it.
+    diagonal = [line("Exit", 100, 100, w=100, h=30), line("Gate 4", 215, 150, w=120, h=30)]
+    assert len(group_lines(diagonal)) == 2
+    # A short last line of a left-aligned sign still belongs to it.
+    sign = [line("Welcome to the market", 100, 100, w=330, h=30), line("Open", 100, 145, w=70, h=30)]
+    assert [b.text for b in group_lines(sign)] == ["Welcome to the market\nOpen"]

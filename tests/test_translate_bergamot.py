@@ -62,11 +62,12 @@ def test_translator_is_usable_from_many_threads(service):
 @pytest.mark.parametrize(
     ("blk", "target", "translation", "note"),
     [
-        (block("Saída de emergência\nà esquerda", "pt"), "en", "Emergency exit to the left", None),
+        # The round-trip choice between "Saída..." and "saída..." picks the second's wording.
+        (block("Saída de emergência\nà esquerda", "pt"), "en", "Emergency exit on the left", None),
         (block("Emergency exit", "en"), "pt-BR", "Saída de emergência", None),
         (block("Emergency exit", "en"), "en", None, "already in en"),
         (block("欢迎光临", "zh", 1.0), "en", None, "no translation model for zh->en"),
-        (block("45.000", None, None), "en", None, "language not identified"),
+        (block("45.000", None, None), "en", None, "not translated: a number or a price"),
         (block("Emergency exit", "en"), "??", None, "unknown target language '??'"),
     ],
 )
@@ -101,7 +102,7 @@ def test_a_failing_pair_does_not_fail_the_other_blocks(service):
             raise LensError("model file is corrupt")
 
     svc = TranslationService(load_settings(), backends=[*service.backends, Broken()])
-    out = svc.translate_blocks([block("Notausgang", "de", id=1), block("Saída de emergência", "pt", id=2)], "en")
+    out = svc.translate_blocks([block("Bitte nicht berühren", "de", id=1), block("Saída de emergência", "pt", id=2)], "en")
     assert out[0].translation is None and "model file is corrupt" in out[0].translation_note
     assert out[1].translation == "Emergency exit"
 
@@ -135,3 +136,53 @@ def test_operator_firefox_model_folder_is_discovered(tmp_path):
     shutil.copytree(packaged, folder)
     models = discover_models(load_settings(data_dir=tmp_path))
     assert models[("pt", "en")].model.parent == folder
+
+
+def _identified(text: str, id: int = 1) -> TextBlock:
+    from lens.langid import identify_language
+
+    language, confidence = identify_language(text)
+    return block(text, language, confidence, id=id)
+
+
+def test_portuguese_emergency_sign_keeps_both_phrases_and_its_capitals(service):
+    """Real Bergamot pt->en: each line of the sign is its own phrase, capitals are translated
+    from a sentence-cased copy ("EMERGENCY Forbidden smoking" before), and the standard notice
+    gets its conventional wording from the phrasebook (the model alone says "Forbidden smoking")."""
+    out = service.translate_blocks([_identified("SAÍDA DE EMERGÊNCIA\nProibido fumar")], "en")[0]
+    assert out.language == "pt"
+    assert out.translation == "EMERGENCY EXIT\nNo smoking"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("Yuyuan Rd.", "looks like a name"), ("14,90 €", "a number or a price"), ("45.000", "a number or a price"),
+     ("Starbucks Coffee", "looks like a name")],
+)
+def test_numbers_prices_and_names_are_not_translated(service, text, reason):
+    out = service.translate_blocks([_identified(text)], "pt")[0]
+    assert out.translation is None and out.translation_note == f"not translated: {reason}"
+
+
+def test_a_translation_equal_to_its_source_is_not_returned(service):
+    # "Hotel" is Portuguese and English alike; the model gives it back unchanged.
+    out = service.translate_blocks([block("Hotel Central", "pt", 0.9)], "en")[0]
+    assert out.translation is None or out.translation.casefold() != "hotel central"
+
+
+def test_lines_that_go_on_are_one_phrase_and_separate_notices_are_not():
+    from lens.translate.service import split_phrases
+
+    assert split_phrases("Bem-vindo ao\nmercado central") == ["Bem-vindo ao mercado central"]
+    assert split_phrases("SAÍDA DE EMERGÊNCIA\nProibido fumar") == ["SAÍDA DE EMERGÊNCIA", "Proibido fumar"]
+    assert split_phrases("SAÍDA DE\nEMERGÊNCIA") == ["SAÍDA DE EMERGÊNCIA"]
+    assert split_phrases("Fechado.\nAbre às 9h") == ["Fechado.", "Abre às 9h"]
+
+
+def test_pivot_through_english_chains_two_models(tmp_path):
+    """Routing only: with pt->en and en->pt, a pair with neither direct model (here 'pt->pt'
+    is not asked; 'xx' pairs are) has no route, and a served pair is one hop."""
+    svc = create_translation_service(load_settings(data_dir=tmp_path))
+    assert len(svc.route("pt", "en")) == 1
+    assert svc.route("pt", "de") is None  # no en->de model: no half route
+    assert svc.languages() == {"en": ["pt"], "pt": ["en"]}

@@ -219,6 +219,21 @@ def delete_item(item_id: int):
     return _json(gw.call("lens.index.remove", item_id))
 
 
+@api.get("/api/v1/languages")
+def languages():
+    """Installed translation pairs, and the targets reachable from each source language."""
+    from lens.translate import installed_languages
+    from web.requests import known_language
+
+    source = request.args.get("source")
+    if source is not None:
+        code = source.strip().lower()
+        if not (code.isascii() and code.isalpha() and len(code) in (2, 3) and known_language(code)):
+            raise bad_request(f"'source' {source!r} is not a language code such as 'en' or 'pt'")
+        source = code
+    return _json(installed_languages(gateway().settings, source))
+
+
 @api.get("/api/v1/openapi.json")
 def openapi():
     from web.openapi import openapi_document

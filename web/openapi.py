@@ -153,11 +153,23 @@ ITEM_PROPS = {"image": {},
                   f"and {LIMITS.max_json_depth} levels deep")}}
 
 
+LANGUAGES = {
+    "type": "object", "required": ["pairs", "sources", "targets", "pivot_language"],
+    "properties": {
+        "pivot_language": {"type": ["string", "null"]},
+        "pairs": {"type": "array", "items": {"type": "object", "required": ["source", "target"],
+                                             "properties": {"source": {"type": "string"}, "target": {"type": "string"}}}},
+        "sources": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        "targets": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     schemas = _model_schemas() | {"Error": ERROR, "Job": JOB, "SearchResponse": SEARCH,
                                   "ItemResponse": ITEM, "ItemImageResponse": ITEM_IMAGE, "Check": CHECK, "Ready": READY,
-                                  "Health": HEALTH, "Deleted": DELETED}
+                                  "Health": HEALTH, "Deleted": DELETED, "Languages": LANGUAGES}
     paths: dict[str, Any] = {
         "/healthz": {"get": {"summary": "the process is up", "responses": _responses(s200=("up", "Health"))}},
         "/readyz": {"get": {"summary": "Redis reachable, models present, catalog built", "responses": _responses(
@@ -170,6 +182,13 @@ def openapi_document() -> dict[str, Any]:
             "requestBody": _body({"image": {}, **OPTIONS}, ["image"]),
             "responses": _responses(s200=("finished (cached, or embedded mode)", "Job"),
                                     s202=("queued; poll status_url", "Job"), **ERRORS, **LIMITED),
+        }},
+        "/api/v1/languages": {"get": {
+            "summary": "installed translation pairs, and the targets reachable from each source language",
+            "parameters": [{"name": "source", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "only this source language (ISO 639-1)"}],
+            "responses": _responses(s200=("what the server can translate", "Languages"),
+                                    s400=("'source' is not a language code", "Error")),
         }},
         "/api/v1/jobs/{job_id}": {"get": {
             "summary": "a job's status, and its result when done",

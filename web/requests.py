@@ -112,11 +112,18 @@ def language_from(fields: dict[str, Any], accept_language: str | None, best_matc
     code = tag.split("-")[0]
     if explicit and not _LANG_TAG.match(tag):
         raise bad_request(f"'target_lang' {value!r} is not a language tag such as 'en', 'pt' or 'pt-BR'")
-    if not _LANG.match(code):
+    if not _LANG.match(code) or not known_language(code):
         if explicit:
             raise bad_request(f"'target_lang' {value!r} is not a language code such as 'en' or 'pt'")
         return None  # an odd Accept-Language is not the user's fault: use the default
     return code
+
+
+def known_language(code: str) -> bool:
+    """An ISO 639-1 code, or a 3-letter code (ISO 639-2/3: too many to list, taken on trust)."""
+    from lens.langid import ISO_639_1
+
+    return len(code) == 3 or code in ISO_639_1
 
 
 def int_field(fields: dict[str, Any], name: str, low: int, high: int) -> int | None:

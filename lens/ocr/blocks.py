@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lens.config import OcrConfig
 from lens.ocr.groups import connected_groups
 from lens.types import Point, TextBlock, TextLine
 
@@ -22,6 +23,11 @@ MAX_ANGLE_DIFF_DEG = 15.0
 # leading, 2.2 = a blank half line between them).
 MAX_LINE_STEP = 2.2
 MAX_HEIGHT_RATIO = 1.8
+# Words on one row: at most this many heights apart, and this close in height.
+SIDE_GAP = 1.0
+SAME_ROW_HEIGHT_RATIO = 1.3
+# Stacked lines share at least this share of the shorter one's length.
+MIN_SHARED_EXTENT = 0.3
 # Scripts written without spaces between words: lines join with no space.
 _NO_SPACE_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF))
 
@@ -68,11 +74,15 @@ def _joins(a: TextLine, ga: _Geometry, b: TextLine, gb: _Geometry) -> bool:
     if step > MAX_LINE_STEP * height:
         return False
     if step < 0.5 * height:
-        # Side by side on one line: join only when the gap is about a word space.
+        # Side by side on one line: join only when the gap is about a word space (0.3-0.6 of
+        # the height; 1.5 joined neighbouring signs) and the letters are the same size.
         gap = max(pb[:, 0].min() - pa[:, 0].max(), pa[:, 0].min() - pb[:, 0].max())
-        return gap < 1.5 * height
+        return gap < SIDE_GAP * height and max(ga.height, gb.height) / min(ga.height, gb.height) <= SAME_ROW_HEIGHT_RATIO
+    # One under the other: they must share a good part of the shorter line's extent (left-
+    # aligned, centred or justified lines all do; two signs placed diagonally do not).
     overlap = min(pa[:, 0].max(), pb[:, 0].max()) - max(pa[:, 0].min(), pb[:, 0].min())
-    return overlap > -0.5 * height
+    shorter = min(np.ptp(pa[:, 0]), np.ptp(pb[:, 0]))
+    return overlap > MIN_SHARED_EXTENT * shorter
 
 
 def _joiner(text: str) -> str:
@@ -129,3 +139,16 @@ def group_lines(lines: Sequence[TextLine]) -> list[TextBlock]:
         TextBlock(id=k, polygon=polygon, text=text, lines=ordered, confidence=round(conf, 4))
         for k, (polygon, text, ordered, conf) in enumerate(drafts, start=1)
     ]
+
+
+def drop_untappable(blocks: Sequence[TextBlock], width: int, height: int, config: OcrConfig) -> list[TextBlock]:
+    """Blocks big enough to tap once the photo is shown at config.ui_reference_side, renumbered
+    1..N in the same order."""
+    scale = config.ui_reference_side / max(width, height, 1)
+    kept = []
+    for block in blocks:
+        pts = np.asarray(block.polygon, dtype=np.float64)
+        extent = (pts.max(axis=0) - pts.min(axis=0)) * scale
+        if float(extent.max()) >= config.min_tap_px:
+            kept.append(block)
+    return [b.model_copy(update={"id": k}) for k, b in enumerate(kept, start=1)]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lens.config import OcrConfig
 from lens.ocr.groups import connected_groups
 from lens.types import Point, TextLine
 
@@ -109,10 +110,10 @@ def _oriented(crop: np.ndarray, flipped: bool) -> np.ndarray:
 
 
 def pad_thin_strip(bgr: np.ndarray, max_side_len: float) -> np.ndarray:
-    """A strip so thin that rapidocr's shrink to max_side_len rounds its short side to 0 px
-    (e.g. 24000x20: it logs ResizeImgError and finds nothing) gets white rows/columns at the
-    bottom/right, up to 24 px after the shrink (rapidocr rounds sides to multiples of 32, and
-    round() takes 16/32 to 0); line coordinates stay those of the original."""
+    """A strip so thin that the detector's shrink to max_side_len rounds its short side to 0 px
+    (e.g. 24000x20: nothing would be found) gets white rows/columns at the bottom/right, up to
+    24 px after the shrink (sides are rounded to multiples of 32, and round() takes 16/32 to 0);
+    line coordinates stay those of the original."""
     h, w = bgr.shape[:2]
     longest, shortest = max(h, w), min(h, w)
     needed = int(np.ceil(longest * 24 / max_side_len)) + 1
@@ -126,21 +127,46 @@ def pad_thin_strip(bgr: np.ndarray, max_side_len: float) -> np.ndarray:
 class PpOcrLines:
     """Finds text lines with PP-OCRv6 small (rapidocr 3.10.0) and classifies their 0/180 turn."""
 
-    def __init__(self, det_max_side: int = 960, threads: int = 1) -> None:
+    def __init__(
+        self,
+        det_max_side: int = 960,
+        threads: int = 1,
+        det_upscale: bool = False,
+        box_threshold: float = 0.5,
+        unclip_ratio: float = 1.6,
+        pixel_threshold: float = 0.3,
+    ) -> None:
         from rapidocr import RapidOCR
 
+        self.det_side = det_max_side
+        self.det_upscale = det_upscale
         self._engine = RapidOCR(
             params={
                 "Global.log_level": "warning",
                 "EngineConfig.onnxruntime.intra_op_num_threads": threads,
                 "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                # We hand the detector a copy already at its size; these only round it to 32.
                 "Det.limit_type": "max",
                 "Det.limit_side_len": det_max_side,
+                "Det.box_thresh": box_threshold,
+                "Det.unclip_ratio": unclip_ratio,
+                "Det.thresh": pixel_threshold,
             }
         )
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, ocr: OcrConfig) -> PpOcrLines:
+        return cls(
+            det_max_side=ocr.det_max_side,
+            threads=ocr.threads,
+            det_upscale=ocr.det_upscale,
+            box_threshold=ocr.det_box_threshold,
+            unclip_ratio=ocr.det_unclip_ratio,
+            pixel_threshold=ocr.det_pixel_threshold,
+        )
 
     def warm_up(self) -> None:
         """Load the three ONNX sessions now (rapidocr loads them lazily on first use)."""
@@ -151,11 +177,21 @@ class PpOcrLines:
     def find(self, bgr: np.ndarray) -> list[LineCandidate]:
         from rapidocr.utils.process_img import get_rotate_crop_image
 
+        det_img = self._detection_copy(bgr)
+        scale = bgr.shape[1] / det_img.shape[1]
+        det_img = pad_thin_strip(det_img, self.det_side)
+        detector = self._engine._load_det_model()
         with self._lock:
-            det = self._engine(pad_thin_strip(bgr, self._engine.max_side_len), use_det=True, use_cls=False, use_rec=False)
-        boxes = getattr(det, "boxes", None)
+            tensor = detector.get_preprocess()(det_img)
+            if tensor is None:
+                return []
+            # Boxes straight into the original's pixels (rapidocr maps from the map's shape to
+            # the shape given), without a round trip through the smaller copy's integers.
+            dest = (round(det_img.shape[0] * scale), round(det_img.shape[1] * scale))
+            boxes, _scores = detector.postprocess_op(detector.session(tensor), dest)
         if boxes is None or len(boxes) == 0:
             return []
+        boxes = detector.sorted_boxes(np.asarray(boxes, dtype=np.float32))
         candidates = []
         # Crops come from the full-resolution photo: detection ran on a downscaled copy, but
         # recognition of small text needs every pixel.
@@ -165,6 +201,7 @@ class PpOcrLines:
             crop = get_rotate_crop_image(bgr, quad.copy())
             if crop.size == 0 or min(crop.shape[:2]) < 2:
                 continue
+            crop = _shrink_for_recognition(crop)
             vertical = _is_tall(quad)
             candidates.append(LineCandidate(quad=quad, crop=np.ascontiguousarray(crop), vertical=vertical, flip_vote=0.0))
         if not candidates:
@@ -174,6 +211,23 @@ class PpOcrLines:
             c.flip_vote = float(score) if "180" in str(label) else -float(score)
         return candidates
 
+    def _detection_copy(self, bgr: np.ndarray) -> np.ndarray:
+        """The photo as handed to rapidocr's detector preprocessing, which itself shrinks it
+        (linear resize) to det_side at most and rounds it to multiples of 32."""
+        import cv2
+
+        h, w = bgr.shape[:2]
+        factor = self.det_side / max(h, w)
+        if factor > 1.0 and self.det_upscale:
+            size = (max(1, round(w * factor)), max(1, round(h * factor)))
+            return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+        if factor < 0.5:
+            # Far smaller: average down to twice the size first, so that thin strokes of a
+            # camera-size photo survive (a plain linear resize skips pixels).
+            size = (max(1, round(w * factor * 2)), max(1, round(h * factor * 2)))
+            return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        return bgr
+
     def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         from rapidocr.ch_ppocr_rec import TextRecInput
 
@@ -182,7 +236,13 @@ class PpOcrLines:
         out = self._engine._load_rec_model()(TextRecInput(img=crops, return_word_box=False))
         return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]
 
-    def read(self, bgr: np.ndarray, recognize: Recognizer | None = None, min_confidence: float = 0.5) -> list[TextLine]:
+    def read(
+        self,
+        bgr: np.ndarray,
+        recognize: Recognizer | None = None,
+        min_confidence: float = 0.5,
+        cjk_context_confidence: float = 0.8,
+    ) -> list[TextLine]:
         candidates = self.find(bgr)
         lines = []
         for c, flipped, text, score in resolve_orientation(candidates, recognize or self.recognize):
@@ -190,7 +250,42 @@ class PpOcrLines:
             if not text or score < min_confidence:
                 continue
             lines.append(TextLine(polygon=reading_polygon(c.quad, c.vertical, flipped), text=text, confidence=round(score, 4)))
-        return lines
+        return drop_stray_cjk(lines, cjk_context_confidence)
+
+
+def _is_cjk(ch: str) -> bool:
+    code = ord(ch)
+    return 0x3400 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x3040 <= code <= 0x30FF
+
+
+def drop_stray_cjk(lines: Sequence[TextLine], context_confidence: float = 0.8) -> list[TextLine]:
+    """Lines without the one- or two-glyph CJK 'words' that icons are read as (a walking man
+    as "穴", an arrow as "个"), unless a CJK line of 3+ glyphs read at context_confidence or
+    better shows that CJK text is really there."""
+    def glyphs(line: TextLine) -> int:
+        return sum(_is_cjk(ch) for ch in line.text)
+
+    cjk_context = any(glyphs(ln) >= 3 and ln.confidence >= context_confidence for ln in lines)
+    if cjk_context:
+        return list(lines)
+    stray = [len(ln.text.replace(" ", "")) <= 2 and glyphs(ln) == len(ln.text.replace(" ", "")) > 0 for ln in lines]
+    return [ln for ln, s in zip(lines, stray, strict=True) if not s]
+
+
+# The recogniser reads 48 px high lines; a crop several times taller is shrunk first with area
+# averaging, because rapidocr's own linear resize of a big crop (camera-size photos) aliases.
+_REC_HEIGHT = 48
+
+
+def _shrink_for_recognition(crop: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = crop.shape[:2]
+    short = min(h, w)  # a tall crop is turned before recognition: its width becomes the height
+    if short <= 2 * _REC_HEIGHT:
+        return crop
+    factor = 2 * _REC_HEIGHT / short
+    return cv2.resize(crop, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
 
 
 def _is_tall(quad: np.ndarray) -> bool:

@@ -22,12 +22,13 @@ class RapidOcr:
     languages = PPOCR_LANGUAGES
 
     def __init__(self, settings: Settings) -> None:
-        self.min_confidence = settings.ocr.min_confidence
-        self._lines = PpOcrLines(det_max_side=settings.ocr.det_max_side, threads=settings.ocr.threads)
+        self.min_confidence = max(settings.ocr.min_confidence, settings.ocr.rapidocr_min_confidence)
+        self.cjk_context_confidence = settings.ocr.cjk_context_confidence
+        self._lines = PpOcrLines.from_config(settings.ocr)
 
     def warm_up(self) -> None:
         self._lines.warm_up()
 
     def read(self, rgb: np.ndarray) -> list[TextLine]:
         bgr = np.ascontiguousarray(rgb[..., ::-1])
-        return self._lines.read(bgr, min_confidence=self.min_confidence)
+        return self._lines.read(bgr, min_confidence=self.min_confidence, cjk_context_confidence=self.cjk_context_confidence)

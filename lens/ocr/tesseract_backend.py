@@ -62,7 +62,8 @@ class TesseractOcr:
         self.languages = frozenset(settings.ocr.tesseract_languages)
         self.version = f"PP-OCRv6-det+tesseract-{tesserocr.tesseract_version().split()[1]}:{'+'.join(self.codes)}"
         self.min_confidence = settings.ocr.min_confidence
-        self._lines = PpOcrLines(det_max_side=settings.ocr.det_max_side, threads=settings.ocr.threads)
+        self.cjk_context_confidence = settings.ocr.cjk_context_confidence
+        self._lines = PpOcrLines.from_config(settings.ocr)
         # A PyTessBaseAPI is not safe to share between threads: one set per thread.
         self._local = threading.local()
 
@@ -98,4 +99,4 @@ class TesseractOcr:
 
     def read(self, rgb: np.ndarray) -> list[TextLine]:
         bgr = np.ascontiguousarray(rgb[..., ::-1])
-        return self._lines.read(bgr, recognize=self.recognize, min_confidence=self.min_confidence)
+        return self._lines.read(bgr, recognize=self.recognize, min_confidence=self.min_confidence, cjk_context_confidence=self.cjk_context_confidence)

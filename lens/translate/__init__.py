@@ -32,3 +32,22 @@ def create_translation_service(settings: Settings) -> TranslationService:
     from lens.translate.service import TranslationService
 
     return TranslationService(settings)
+
+
+def installed_languages(settings: Settings, source: str | None = None) -> dict:
+    """What the installed models can translate, found from the model files alone (nothing is
+    loaded): every pair with a model, and per source language the targets reachable directly
+    or through `translate.pivot_language`."""
+    from lens.translate.service import TranslationService
+
+    service = TranslationService(settings)
+    pairs = sorted(service.pairs())
+    reachable = service.languages()
+    if source is not None:
+        reachable = {source: reachable.get(source, [])}
+    return {
+        "pivot_language": service.pivot,
+        "pairs": [{"source": a, "target": b} for a, b in pairs],
+        "sources": reachable,
+        "targets": sorted({t for ts in service.languages().values() for t in ts}),
+    }
