@@ -4,7 +4,7 @@ Reference R: 5 EfficientNet-Lite2 crops at 260 px through torch eager on 1 threa
 stage of one photo cost before ONNX Runtime). Every figure below is also given as a multiple of R,
 because the machine is shared and absolute milliseconds move from run to run.
 
-Rows "before" run the code of LENS_BENCH_BEFORE_REF (default aebc536, the commit before this
+Rows "before" run the code of BENCH_SPEED_BEFORE_REF (default aebc536, the commit before this
 work; extracted with `git archive`, so nothing of this checkout changes; empty, or a clone
 without that commit, skips them: its torch catalog build alone takes ~5 min), rows "after" this
 checkout, one after the other in the same run, against the same photos, each with a demo catalog it
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from bench import OSIE_DIR, REPO_ROOT, BenchContext, Table
 
-BEFORE_REF = os.environ.get("LENS_BENCH_BEFORE_REF", "aebc536")
+BEFORE_REF = os.environ.get("BENCH_SPEED_BEFORE_REF", "aebc536")
 PHOTO_STEP = 35
 SATURATION_CLIENTS = 4
 REGION_STAGES = ("detect", "saliency", "select", "embed", "search", "regions_total", "overhead")

@@ -315,7 +315,10 @@ class OcrConfig(Section):
     # Detection runs on a copy with this longest side (crops for recognition are still cut
     # from the original pixels). Chosen on the ICDAR 2015 tuning half (bench/RESULTS.md, ocr):
     # word F 0.643 at 960, 0.652 at 1280, 0.682 at 1600 with upscaling, 0.670 at 1920; each
-    # step costs detection time in proportion to the pixels.
+    # step costs detection time in proportion to the pixels. With the 0.88 recognition floor
+    # (tuning half, one run, CPU ms per photo on one thread): 960 without upscaling F 0.657 at
+    # 190 ms, 1280 upscaled 0.664 at 339 ms, 1600 upscaled 0.700 at 563 ms. 960 is the choice
+    # for a machine that must answer text in a third of the time.
     det_max_side: int = Field(1600, ge=64)
     # Also enlarge smaller photos to det_max_side: scene words 10-15 px tall are found once
     # they are a few pixels taller (+0.06 word recall on the tuning half at 1600).
