@@ -78,3 +78,23 @@ def settings(lens_env):
     from lens.config import load_settings
 
     return load_settings()
+
+
+# -- the browser tests (tests/test_ui_*.py): one Chromium per module, the static page server --
+@pytest.fixture(scope="module")
+def browser():
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    from ui_server import launch_chromium
+
+    with playwright_sync.sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def static_ui():
+    from ui_server import StaticUi
+
+    with StaticUi() as ui:
+        yield ui

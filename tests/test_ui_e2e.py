@@ -17,13 +17,12 @@ from ui_server import (
     VIEWPORTS,
     EmbeddedServer,
     build_stamp_catalog,
-    launch_chromium,
     lens_has_command,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest.py) needs it
 
 FONTS = Path("/usr/share/fonts/truetype/dejavu")
 OSIE = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie" / "stimuli"
@@ -43,14 +42,6 @@ def lens_server(tmp_path_factory):
     server = EmbeddedServer(data_dir).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 def sign_photo(path: Path, base: str, lines: list[str], font_file: str, size: int) -> Path:

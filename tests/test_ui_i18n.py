@@ -10,7 +10,7 @@ import json
 import re
 
 import pytest
-from ui_server import ARTIFACTS, STATIC_DIR, VIEWPORTS, StaticUi, launch_chromium
+from ui_server import ARTIFACTS, STATIC_DIR, VIEWPORTS
 
 I18N = STATIC_DIR / "i18n"
 LANGUAGES = ("en", "vi", "pt", "es", "fr", "zh", "ja")
@@ -57,21 +57,7 @@ def test_every_key_the_page_uses_is_in_the_catalog_and_no_words_are_hard_coded()
         assert not re.search(pattern, code), pattern
 
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def static_ui():
-    with StaticUi() as ui:
-        yield ui
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest.py) needs it
 
 
 def open_page(browser, url: str, locale: str, viewport: str):

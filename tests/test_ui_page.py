@@ -14,25 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from ui_server import ARTIFACTS, STATIC_DIR, VIEWPORTS, StaticUi, launch_chromium
+from ui_server import ARTIFACTS, STATIC_DIR, VIEWPORTS
 
 pytestmark = pytest.mark.browser
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def static_ui():
-    with StaticUi() as ui:
-        yield ui
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest.py) needs it
 
 
 def new_page(browser, viewport: str, locale: str = "en-US"):

@@ -7,11 +7,11 @@ removed from the page). Screenshots: test-artifacts/ui/progress-*.png.
 from __future__ import annotations
 
 import pytest
-from ui_server import ARTIFACTS, VIEWPORTS, EmbeddedServer, launch_chromium
+from ui_server import ARTIFACTS, VIEWPORTS, EmbeddedServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest.py) needs it
 
 # Both branches start at once and the page shows the dots branch first, so OCR is slowed
 # longer than detection: "reading text" must still be going on when the dots are done.
@@ -34,14 +34,6 @@ def slow_server(tmp_path_factory):
                             env={"LENS_SERVER__RESULT_CACHE_TTL_S": "0"}).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_sync.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.parametrize(("transport", "viewport"), [("events", "phone"), ("polling", "desktop")])

@@ -836,11 +836,17 @@
     const canvas = state.photo.canvas;
     const sx = canvas.width / width;
     const sy = canvas.height / height;
-    const r = Math.max(geometry.w, geometry.h) / 2 + Math.max(2, geometry.h * 0.15);
-    const x1 = Math.max(0, Math.floor((geometry.cx - r) * sx));
-    const y1 = Math.max(0, Math.floor((geometry.cy - Math.min(r, geometry.h)) * sy));
-    const x2 = Math.min(canvas.width, Math.ceil((geometry.cx + r) * sx));
-    const y2 = Math.min(canvas.height, Math.ceil((geometry.cy + Math.min(r, geometry.h)) * sy));
+    // The rotated box's axis-aligned extent plus a ring of 15% of its height: wider, it reaches
+    // past a tight sign's border into the photo around the sign.
+    const pad = Math.max(2, geometry.h * 0.15);
+    const cos = Math.abs(Math.cos(geometry.angle || 0));
+    const sin = Math.abs(Math.sin(geometry.angle || 0));
+    const rx = (geometry.w * cos + geometry.h * sin) / 2 + pad;
+    const ry = (geometry.w * sin + geometry.h * cos) / 2 + pad;
+    const x1 = Math.max(0, Math.floor((geometry.cx - rx) * sx));
+    const y1 = Math.max(0, Math.floor((geometry.cy - ry) * sy));
+    const x2 = Math.min(canvas.width, Math.ceil((geometry.cx + rx) * sx));
+    const y2 = Math.min(canvas.height, Math.ceil((geometry.cy + ry) * sy));
     if (x2 - x1 < 1 || y2 - y1 < 1) return [255, 255, 255];
     const data = canvas.getContext("2d", { willReadFrequently: true }).getImageData(x1, y1, x2 - x1, y2 - y1).data;
     const step = Math.max(1, Math.floor(Math.sqrt(data.length / 4 / 4000)));
