@@ -60,3 +60,9 @@ def test_reranker_moves_the_verified_item_up(tmp_path):
     shortlist = [Match(item_id=1, score=0.62), Match(item_id=2, score=0.60)]
     reranked = Reranker(RerankConfig()).rerank(view, shortlist, TwoItems())
     assert [m.item_id for m in reranked] == [2, 1] and reranked[0].score == pytest.approx(0.70)
+
+
+@pytest.mark.parametrize("shape", [(20, 20000, 3), (20000, 20, 3), (1, 1, 3), (3, 400, 3)])
+def test_thin_or_tiny_crops_have_no_local_features_instead_of_an_opencv_error(shape):
+    features = root_sift(np.full(shape, 128, np.uint8), 256, 400)
+    assert len(features) == 0

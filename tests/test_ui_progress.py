@@ -57,7 +57,9 @@ def test_progress_shows_each_stage_as_the_job_enters_it(browser, slow_server, bu
     detecting_bar = page.evaluate("document.querySelector('#progress-bar').value")
     page.wait_for_selector("#progress[data-stage='reading_text']", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / f"progress-reading-{viewport}.png"))
-    assert page.evaluate("document.querySelector('#progress-bar').value") > detecting_bar
+    # Forward only: both branches run at once, so the bar may already count the text branch's
+    # stages while the dots branch is shown; it never goes back.
+    assert page.evaluate("document.querySelector('#progress-bar').value") >= detecting_bar
     page.wait_for_selector("#result:not([hidden])", timeout=120_000)
     # No catalog here: a dot says so instead of listing unrelated items.
     page.locator("#overlay .dot").first.click()

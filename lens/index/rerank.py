@@ -36,11 +36,20 @@ class LocalFeatures:
         return len(self.points)
 
 
+# SIFT's smallest keypoints cover about 16 px; a thinner image cannot hold one.
+MIN_SIDE_PX = 16
+
+
 def root_sift(rgb: np.ndarray, max_side: int, n_features: int) -> LocalFeatures:
     """SIFT keypoints of an RGB uint8 image downscaled to max_side, with RootSIFT descriptors
     (L1-normalised, square-rooted: Hellinger instead of Euclidean distance, Arandjelovic 2012)."""
     import cv2
 
+    none = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+    # A strip thinner than SIFT's smallest patch has no keypoints (and a 20000x20 strip scaled
+    # to max_side would round its short side to 0 px, which cv2.resize refuses).
+    if min(rgb.shape[:2]) * max_side / max(rgb.shape[:2]) < MIN_SIDE_PX:
+        return none
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     # Up as well as down: a catalog's web images and a phone photo's crops are often ~200 px,
     # where SIFT finds a hundred keypoints; at a common size both sides find comparable ones.
@@ -50,7 +59,7 @@ def root_sift(rgb: np.ndarray, max_side: int, n_features: int) -> LocalFeatures:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=interpolation)
     keypoints, descriptors = cv2.SIFT_create(nfeatures=n_features).detectAndCompute(gray, None)
     if descriptors is None or not keypoints:
-        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32))
+        return none
     descriptors = descriptors / np.maximum(descriptors.sum(axis=1, keepdims=True), 1e-7)
     return LocalFeatures(np.float32([k.pt for k in keypoints]), np.sqrt(descriptors).astype(np.float32))
 
