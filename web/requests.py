@@ -24,6 +24,9 @@ def read_fields(request: Request, max_depth: int = 32) -> tuple[bytes | None, di
     most `max_depth` levels."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("image")
+        if None in request.form or None in request.files:
+            # A part whose Content-Disposition has no (decodable) name: werkzeug keys it None.
+            raise bad_request("a multipart form part has no field name", "bad_form")
         fields: dict[str, Any] = {k: v for k, v in request.form.items()}
         return (upload.read() if upload is not None else None), fields
     if request.mimetype == "application/json" or request.is_json:
