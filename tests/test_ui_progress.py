@@ -69,7 +69,8 @@ def test_progress_shows_each_stage_as_the_job_enters_it(browser, slow_server, bu
 
     labels = page.evaluate("window.__labels")
     assert "Finding objects…" in labels and "Reading text…" in labels, labels
-    assert labels.index("Finding objects…") < labels.index("Reading text…")
+    # No order between the two: the branches start together, and a poll that comes before the
+    # dots branch has recorded its first stage sees the text branch's.
     events = [u for u in urls if u.endswith("/events")]
     polls = [u for u in urls if "/api/v1/jobs/" in u and not u.endswith("/events")]
     if transport == "events":
