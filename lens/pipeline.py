@@ -327,8 +327,7 @@ def _fingerprint(path: Path) -> str:
 
 @lru_cache(maxsize=64)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """Cached by (path, size, mtime): the gateway asks for every request's cache key."""
+    from lens.models import file_sha256
+
+    return file_sha256(Path(path))[:16]

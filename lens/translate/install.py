@@ -13,7 +13,6 @@ pair folders.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from lens.config import Settings
 from lens.errors import BadInputError, LensError
+from lens.models import file_sha256
 from lens.translate.bergamot import FirefoxModel
 
 SUMS_FILE = "SHA256SUMS"
@@ -61,14 +61,6 @@ def parse_sums(text: str, origin: str) -> dict[str, dict[str, str]]:
             continue
         pairs.setdefault(parts[0], {})[parts[1]] = digest
     return pairs
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _unpack(folder: Path) -> None:
@@ -154,7 +146,7 @@ def fetch_pairs(
                 url = _url(mirror, f"{pair}/{name}")
                 log(f"  {url}")
                 _download(url, staging / name, timeout)
-                got = _sha256(staging / name)
+                got = file_sha256(staging / name)
                 if got != digest:
                     raise LensError(f"{url}: checksum mismatch (expected {digest[:12]}..., got {got[:12]}...); nothing installed for {pair}")
             installed.append(_install(staging, pair, settings))
@@ -193,7 +185,7 @@ def import_models(settings: Settings, source: Path, log: Callable[[str], None] =
                     if not path.is_file():
                         raise LensError(f"{path}: listed in {SUMS_FILE} but missing; nothing installed for {pair}")
                     shutil.copyfile(path, staging / name)
-                    got = _sha256(staging / name)
+                    got = file_sha256(staging / name)
                     if got != digest:
                         raise LensError(f"{path}: checksum mismatch (expected {digest[:12]}..., got {got[:12]}...); nothing installed for {pair}")
                 log(f"  {pair}: {len(available[pair])} files verified")
