@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import SHARED, BenchContext, Table, single_thread
+from lens.geometry import box_area, iou, scale_box
 from lens.types import Box
 
 COCO_DIR = SHARED / "data" / "coco128"
@@ -92,14 +93,7 @@ def split(photos: list[LabelledPhoto]) -> tuple[list[LabelledPhoto], list[Labell
     return photos[0::2], photos[1::2]
 
 
-def _iou(a: Box, b: Box) -> float:
-    from lens.geometry import iou
-
-    return iou(a, b)
-
-
 def main_objects(photo: LabelledPhoto) -> list[Box]:
-    from lens.geometry import box_area
 
     area = photo.width * photo.height
     big = [b for b in photo.boxes if box_area(b) >= MAIN_MIN_AREA * area]
@@ -119,7 +113,7 @@ def crowded_pairs(dots: list[Box], width: int, height: int, fraction: float = CR
 
 def is_junk(dot: Box, labelled: list[Box]) -> bool:
     cx, cy = (dot[0] + dot[2]) / 2, (dot[1] + dot[3]) / 2
-    return all(_iou(dot, b) < JUNK_IOU and not (b[0] <= cx <= b[2] and b[1] <= cy <= b[3]) for b in labelled)
+    return all(iou(dot, b) < JUNK_IOU and not (b[0] <= cx <= b[2] and b[1] <= cy <= b[3]) for b in labelled)
 
 
 @dataclass
@@ -133,7 +127,7 @@ class DotCounts:
     def add(self, dots: list[Box], photo: LabelledPhoto) -> None:
         main = main_objects(photo)
         self.main_total += len(main)
-        self.main_found += sum(any(_iou(d, m) >= MATCH_IOU for d in dots) for m in main)
+        self.main_found += sum(any(iou(d, m) >= MATCH_IOU for d in dots) for m in main)
         self.junk += sum(is_junk(d, photo.boxes) for d in dots)
         self.dots += len(dots)
         self.crowded += crowded_pairs(dots, photo.width, photo.height)
@@ -217,7 +211,6 @@ class RegionBranch:
 
     def dots(self, key: str, rgb: np.ndarray, setting: DotSetting) -> list[Box]:
         """The dots' boxes in the pixels of `rgb`, best first."""
-        from lens.geometry import scale_box
         from lens.saliency import select_regions
 
         settings = setting.settings(self)
@@ -275,7 +268,6 @@ def first_dot_on_product(branch: RegionBranch, paths: list[Path], setting: DotSe
     box covers: a box over the whole shelf also contains the centre, so read both)."""
     from PIL import Image
 
-    from lens.geometry import box_area
 
     hits, areas = 0, []
     for path in paths:
@@ -317,7 +309,7 @@ def detector_table(branch: RegionBranch, halves: dict[str, list[LabelledPhoto]])
                     dets = [tuple(v / factor for v in d.box) for d in branch.detections(str(photo.path), work, backend, confidence)]
                     main = main_objects(photo)
                     total += len(main)
-                    found += sum(any(_iou(d, m) >= MATCH_IOU for d in dets) for m in main)
+                    found += sum(any(iou(d, m) >= MATCH_IOU for d in dets) for m in main)
                     boxes += len(dets)
                 row += [found / max(total, 1), boxes / max(len(photos), 1)]
             rows.append(row)
@@ -337,7 +329,6 @@ def camera_table(ctx: BenchContext, count: int) -> Table:
     from PIL import Image
 
     from bench import OSIE_DIR
-    from lens.geometry import iou
     from lens.image import DecodedImage
     from lens.pipeline import AnalyzeOptions, Pipeline, Timer
 

@@ -131,19 +131,12 @@ def held_out_photos() -> list:
     return [p for p in sorted((OSIE_DIR / "stimuli").glob("*.jpg")) if not tuned_on(p.stem)]
 
 
-def box_iou(a: tuple, b: tuple) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def where_regions_land(ctx: BenchContext, stamps) -> Table:
     import cv2
 
     from lens.config import load_settings
     from lens.detect import create_detector
+    from lens.geometry import iou
     from lens.saliency import create_saliency, select_regions
 
     photos = held_out_photos()
@@ -164,7 +157,7 @@ def where_regions_land(ctx: BenchContext, stamps) -> Table:
         start = time.perf_counter()
         regions = select_regions(composite, detections, sal_map, settings.regions)
         select_ms.append((time.perf_counter() - start) * 1e3)
-        ious = [box_iou(r.box, box) for r in regions]
+        ious = [iou(r.box, box) for r in regions]
         found[trial] = [bool(ious) and ious[0] >= 0.5, any(i >= 0.5 for i in ious[:3]), any(i >= 0.5 for i in ious)]
         best_iou.append(max(ious, default=0.0))
         counts.append(len(regions))
