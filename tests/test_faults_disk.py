@@ -19,7 +19,7 @@ import requests
 from PIL import Image
 
 from lens.config import REPO_ROOT
-from workers.local import wait_until_healthy
+from workers.local import stop_process, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -54,11 +54,7 @@ def small_disk_server(tmp_path):
         wait_until_healthy(base, proc)
         yield base, uploads
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
         subprocess.run(["umount", str(uploads)], check=False)
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from malformed import Case, corpus, seeds
 
-from workers.local import wait_until_healthy
+from workers.local import stop_process, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 NO_MODELS = {"regions": "false", "text": "false"}
@@ -55,11 +55,7 @@ def server(tmp_path_factory):
     session.base = base  # type: ignore[attr-defined]
     build_small_catalog(session)
     yield session
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
     log.close()
     server_log = (data / "server.log").read_text(errors="replace")
     assert "Traceback" not in server_log, server_log[-3000:]

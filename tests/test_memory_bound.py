@@ -17,7 +17,7 @@ from malformed import corpus
 from PIL import Image
 from test_fuzz_api import NO_MODELS, REPO, _free_port, build_small_catalog, check
 
-from workers.local import wait_until_healthy
+from workers.local import stop_process, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -74,11 +74,7 @@ def embedded(tmp_path_factory):
         build_small_catalog(session)
         yield session, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
     server_log = (data / "server.log").read_text(errors="replace")
     assert "Traceback" not in server_log, server_log[-3000:]

@@ -110,6 +110,17 @@ class RedisServer:
             self.proc.wait(10)
 
 
+def stop_process(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within grace_s (a server started by tests or
+    benches must never outlive them)."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_until_healthy(base_url: str, proc: subprocess.Popen, timeout: float = 90.0,
                        log_path: Path | None = None) -> None:
     """Poll `GET {base_url}/healthz` until it answers 200. Raises RuntimeError, with the log's
