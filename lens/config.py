@@ -286,6 +286,28 @@ class RerankConfig(Section):
     standout: float = Field(1.5, ge=1.0)
 
 
+class TuneConfig(Section):
+    """`lens index tune`: a projection head trained on the operator's own items (one class per
+    item: its reference images and synthetic views of them), on cached frozen-embedder
+    features, saved beside the catalog (lens.index.head); search applies it while it can serve
+    the catalog (same embedder, no image added since)."""
+
+    # Apply a saved head to searches. Off: the catalog searches its plain vectors.
+    use_head: bool = True
+    # Synthetic views per reference image (crops, zoom-out onto another catalog image,
+    # perspective, rotation, lighting, blur, JPEG), each embedded once and cached.
+    views: int = Field(16, ge=1, le=256)
+    epochs: int = Field(30, ge=1, le=1000)
+    # ArcFace (additive angular margin) on the projected, L2-normalised vectors.
+    margin: float = Field(0.2, ge=0.0, le=1.0)
+    scale: float = Field(24.0, gt=0.0, le=128.0)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    # The head is identity + a learned residual; this weighs ||W - I||^2 in the loss so that a
+    # few images per item cannot pull the space far from the frozen embedder's.
+    identity_weight: float = Field(1.0, ge=0.0)
+    seed: int = 0
+
+
 class IndexConfig(Section):
     # "auto": flat (exact) below hnsw_threshold items, HNSW above.
     kind: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
@@ -470,6 +492,7 @@ class Settings(BaseSettings):
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
     rerank: RerankConfig = RerankConfig()
+    tune: TuneConfig = TuneConfig()
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()

@@ -177,7 +177,7 @@ class Pipeline:
         versions["regions"] = f"params-{_digest([s.regions.model_dump(mode='json'), s.limits.work_max_side])}"
         versions["embed"] = version("embed", s.embed.backend, [s.embed.backend, str(s.embed.model_path or "")],
                                     s.embed.model_path)
-        versions["index"] = f"params-{_digest([s.index.model_dump(mode='json'), s.rerank.model_dump(mode='json')])}"
+        versions["index"] = f"params-{_digest([s.index.model_dump(mode='json'), s.rerank.model_dump(mode='json'), s.tune.use_head])}"
         if s.ocr.backend != "none":
             versions["ocr"] = version("ocr", s.ocr.backend, s.ocr.model_dump(mode="json"))
         if s.translate.backend != "none":

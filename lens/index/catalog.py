@@ -49,6 +49,7 @@ from lens.files import (
     remove_stale_temporaries,
 )
 from lens.image import DecodedImage, decode_image
+from lens.index.head import ProjectionHead, head_signature, load_head
 from lens.index.vectors import VectorIndex, choose_kind
 from lens.types import Match
 
@@ -174,6 +175,11 @@ class Catalog:
         self._in_transaction = False
         self._vectors_changed = False
         self._most_images: int | None = None
+        # The tuned head (lens.index.head) and the catalog's vectors projected by it; checked
+        # again whenever the vectors or head.json change.
+        self._head: ProjectionHead | None = None
+        self._head_vectors: VectorIndex | None = None
+        self._head_checked_for: tuple | None = None
         self._generation = self._committed_generation()
         self._vectors = self._load_vectors(self._generation)
 
@@ -260,6 +266,7 @@ class Catalog:
             self._vectors = self._load_vectors(generation)
             self._generation = generation
             self._most_images = None
+            self._head_checked_for = None
             return True
 
     def _read_meta(self) -> dict:
@@ -309,8 +316,11 @@ class Catalog:
             self.refresh()
             if self._vectors.size == 0 or len(queries) == 0:
                 return [[] for _ in queries]
+            index = self._vectors
+            if (head := self.active_head()) is not None:
+                queries, index = head.project(queries), self._head_vectors
             # Over-fetch images so that k distinct items remain once each is kept at its best image.
-            scores, ids = self._vectors.search(queries, k * self._most_images_per_item())
+            scores, ids = index.search(queries, k * self._most_images_per_item())
             wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
             images = self._rows_by_id(wanted)
             owner = {i: r["parent_id"] or i for i, r in images.items()}
@@ -340,6 +350,59 @@ class Catalog:
                     break
             results.append(matches)
         return results
+
+    def active_head(self) -> ProjectionHead | None:
+        """The tuned head searches apply: a saved one that can serve this catalog as it is now
+        (same embedder; every image one it was trained on), unless tune.use_head is off."""
+        with self._lock:
+            if not self.settings.tune.use_head:
+                return None
+            state = (head_signature(self.folder), self._generation, self._in_transaction)
+            if state == self._head_checked_for:
+                return self._head
+            self._head_checked_for = state
+            self._head = self._head_vectors = None
+            head = load_head(self.folder) if state[0] is not None else None
+            if head is None:
+                return None
+            ids, vectors = self._all_vectors()
+            reason = self._head_cannot_serve(head, ids)
+            if reason:
+                log.warning("tuned head %s in %s not used: %s", head.version, self.folder, reason)
+                return None
+            self._head_vectors = VectorIndex.build(
+                head.out_dim, choose_kind(self.settings.index, len(ids)), self.settings.index, ids, head.project(vectors))
+            self._head = head
+            log.info("searching with tuned head %s (%d images re-projected)", head.version, len(ids))
+            return head
+
+    def _head_cannot_serve(self, head: ProjectionHead, image_ids: np.ndarray) -> str:
+        built = self.meta.get("embedder", {})
+        trained = head.meta.get("embedder", {})
+        if (trained.get("name"), trained.get("version"), head.dim) != (built.get("name"), built.get("version"), self.dim):
+            return (f"it was trained on vectors of embedder {trained.get('name')} ({trained.get('version')}), "
+                    f"the catalog's are {built.get('name')} ({built.get('version')}); run `lens index tune` again")
+        unseen = head.unseen_images(image_ids)
+        if unseen:
+            return (f"{unseen} catalog image(s) were added after it was trained (it has never seen them); "
+                    "run `lens index tune` again")
+        return ""
+
+    def mark_changed(self) -> None:
+        """Count a change made beside the items table (a new or removed tuned head) as a
+        committed write: result caches key on committed_writes."""
+        with self._lock:
+            self._begin()
+            self.save()
+
+    def image_rows(self) -> list[tuple[int, int, str, str | None]]:
+        """(image id, item id, content hash, image path) of every reference image, by id."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, COALESCE(parent_id, id), content_hash, image_path FROM items ORDER BY id").fetchall()
+        return [(int(r[0]), int(r[1]), str(r[2]),
+                 None if r[3] is None else str(r[3]) if Path(r[3]).is_absolute() else str(self.folder / r[3]))
+                for r in rows]
 
     def _rows_by_id(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(ids)
@@ -420,6 +483,7 @@ class Catalog:
                 "index_kind": self._vectors.kind,
                 "index_vectors": self._vectors.size,
                 "generation": self._generation,
+                "tuned_head": head.version if (head := self.active_head()) is not None else None,
                 "unsaved_changes": self._in_transaction,
                 "disk_bytes": sum(p.stat().st_size for p in files),
             }
@@ -441,6 +505,7 @@ class Catalog:
             self._vectors = self._load_vectors(generation)
             self._generation = generation
             self._most_images = None
+            self._head_checked_for = None
 
     def add_image(
         self,
@@ -560,6 +625,7 @@ class Catalog:
                 self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._vectors_changed = True
             self._most_images = None
+            self._head_checked_for = None
             for repeat, first in repeats:
                 repeat.item_id, repeat.image_id = first.item_id, first.image_id
         return outcomes
@@ -615,6 +681,7 @@ class Catalog:
             self._conn.execute(f"DELETE FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])
             self._vectors.remove(images)
             self._most_images = None
+            self._head_checked_for = None
             self._vectors_changed = True
             for item_id in present:
                 (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
@@ -680,6 +747,7 @@ class Catalog:
                 self._vectors_changed = False
                 self._vectors = self._load_vectors(self._generation)
                 self._most_images = None
+                self._head_checked_for = None
 
     def close(self) -> None:
         """Close the database; unsaved changes are discarded."""

@@ -246,6 +246,46 @@ def cmd_index_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_tune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lens.index.head import remove_head
+    from lens.index.tune import require_items, tune_catalog
+
+    catalog = _open()
+    try:
+        if args.remove:
+            removed = remove_head(catalog.folder)
+            if removed:
+                catalog.mark_changed()
+            print("tuned head removed; search uses the plain vectors" if removed else "no tuned head to remove")
+            return 0
+        from pydantic import ValidationError
+
+        settings = _settings()
+        overrides = {k: v for k, v in (("views", args.views), ("epochs", args.epochs)) if v is not None}
+        try:
+            tune = settings.tune.model_validate({**settings.tune.model_dump(), **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            raise BadInputError(problems) from None
+        settings = settings.model_copy(update={"tune": tune})
+        require_items(catalog)
+        _limit_threads()
+        with tqdm(total=catalog.image_count(), desc="views (cached)", unit="img", file=sys.stderr) as views, \
+                tqdm(total=settings.tune.epochs, desc="training", unit="epoch", file=sys.stderr) as epochs:
+            report = tune_catalog(catalog, settings, views.update, epochs.update)
+    finally:
+        catalog.close()
+    print(f"tuned head {report.head.version}: {report.items} items, {report.images} images, {report.samples} "
+          f"training views; features {report.features_s:.0f} s, training {report.train_s:.0f} s")
+    print(f"held-out synthetic views, top-1 item: {report.held_out_top1_before:.3f} without the head, "
+          f"{report.held_out_top1_after:.3f} with it")
+    print("search now uses it; adding images turns it off until the next `lens index tune` "
+          "(`lens index tune --remove` drops it)")
+    return 0
+
+
 def cmd_demo_catalog(args: argparse.Namespace) -> int:
     from lens.index.demo import DEMO_SOURCE, LICENCE, TUX_STAMPS, tux_stamps
 
@@ -313,6 +353,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=10, help="matches to list (default 10)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index_search)
+
+    p = isub.add_parser("tune", help=(
+        "train a projection head on your items (their images and synthetic views of them); "
+        "search uses it until images are added"))
+    p.add_argument("--views", type=int, help="synthetic views per image (default: tune.views)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: tune.epochs)")
+    p.add_argument("--remove", action="store_true", help="drop the saved head")
+    p.set_defaults(func=cmd_index_tune)
 
     p = sub.add_parser("demo-catalog", help="build a demo catalog from Debian's Tux Paint photo stamps")
     p.add_argument("--if-empty", action="store_true", help="do nothing when a catalog already has items")
