@@ -170,3 +170,6 @@ def test_synthetic_views_are_seeded_and_keep_the_image_recognisable(tux_stamps):
     assert len(first) == 6 and all(v.dtype == np.uint8 and v.ndim == 3 and v.shape[2] == 3 for v in first)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not np.array_equal(first[0], first[1])
+    # View i does not depend on how many are asked for: a cache of 6 serves a tune asking for 3.
+    fewer = synthetic_views(rgb, 3, np.random.default_rng(3), [background])
+    assert all(np.array_equal(a, b) for a, b in zip(fewer, first[:3], strict=True))

@@ -122,8 +122,10 @@ def synthetic_views(rgb: np.ndarray, count: int, rng: np.random.Generator,
 
 # -- cached features -----------------------------------------------------------------------
 def cache_folder(catalog_dir: Path, embedder, config: TuneConfig) -> Path:
-    """Features depend on the embedder, the view recipe, the view count and the seed only."""
-    key = f"{embedder.name}|{embedder.version}|{VIEW_RECIPE}|{config.views}|{config.seed}"
+    """Features depend on the embedder, the view recipe and the seed only: view i of an image is
+    the same whatever the view count (one generator, drawn view after view), so a cached file
+    with more views serves a tune that asks for fewer."""
+    key = f"{embedder.name}|{embedder.version}|{VIEW_RECIPE}|{config.seed}"
     return catalog_dir / CACHE_DIR / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -141,12 +143,14 @@ def view_features(catalog, config: TuneConfig, progress: Callable[[int], None] |
         cached = folder / f"{content_hash}.npy"
         if cached.is_file():
             try:
-                features[content_hash] = np.load(cached)
+                vectors = np.load(cached)
+            except (OSError, ValueError):
+                vectors = np.zeros((0, 0), np.float32)  # a torn file: compute it again
+            if len(vectors) >= 1 + config.views:
+                features[content_hash] = vectors[: 1 + config.views]
                 if progress:
                     progress(1)
                 continue
-            except (OSError, ValueError):
-                pass  # a torn file: compute it again
         missing.append((content_hash, path))
     if not missing:
         return features
