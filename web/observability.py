@@ -172,14 +172,13 @@ class QueueDepthCollector:
         else:
             import redis
 
+            from workers.store import redis_client
+
             try:
-                client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=1,
-                                              socket_timeout=1)
-                with client.pipeline() as pipe:
+                with redis_client(self.settings.redis_url).pipeline() as pipe:
                     for queue in QUEUES:
                         pipe.llen(queue)
                     depths = pipe.execute()
-                client.close()
                 for queue, depth in zip(QUEUES, depths, strict=True):
                     family.add_metric([queue], depth)
                 up.add_metric([], 1)
