@@ -130,3 +130,34 @@ def test_the_catalog_computes_local_features_when_it_adds_an_image(settings, tmp
     catalog.save()
     assert catalog._conn.execute("SELECT COUNT(*) FROM local_features").fetchone()[0] == 0
     catalog.close()
+
+
+@needs_data
+def test_a_crop_that_cannot_reach_the_match_floor_is_not_verified_and_answers_the_same(settings, monkeypatch):
+    from lens.embed import create_embedder
+    from lens.image import load_image_file
+    from lens.index import open_catalog
+    from lens.index.rerank import max_bonus
+    from lens.pipeline import Pipeline, honest_matches
+    from lens.types import Region
+
+    fruit = sorted((GROCERY / "iconic-images-and-descriptions/Fruit").rglob("*_Iconic.jpg"))[:3]
+    catalog = open_catalog(settings, create_embedder(settings), create=True)
+    for path in [MILK, *fruit]:
+        catalog.add_image(path, title=path.stem)
+    catalog.save()
+    catalog.close()
+    pipeline = Pipeline(settings)
+    image = load_image_file(MILK)
+    box = (0.0, 0.0, float(image.width), float(image.height))
+    (unfloored,) = pipeline.search_boxes(image, [box])
+    verified = []
+    monkeypatch.setattr(pipeline.reranker, "rerank", lambda crop, matches, catalog: verified.append(1) or matches)
+    above_reach = unfloored[0].score + max_bonus(settings.rerank) + 0.01
+    (floored,) = pipeline.search_boxes(image, [box], floor=above_reach)
+    assert not verified  # nothing of this crop can be shown, so nothing was verified
+    region = Region(id=0, box=box, kind="object", label="bottle", score=1.0)
+    index = settings.index.model_copy(update={"match_floor": above_reach})
+    assert honest_matches(region, floored, index) == honest_matches(region, unfloored, index)
+    pipeline.search_boxes(image, [box], floor=unfloored[0].score)  # reachable: verified
+    assert verified == [1]
