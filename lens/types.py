@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 Point = tuple[float, float]
-RegionKind = Literal["object", "salient", "manual"]
+RegionKind = Literal["object", "salient"]
 # What became of a block's translation: "translated", or why not. The UI words these codes in
 # the viewer's language; `translation_note` says the same in English for logs and the CLI.
 TranslationStatus = Literal[
