@@ -105,11 +105,22 @@ class StaticUi:
                 self.send_header("Cache-Control", "no-store")
                 super().end_headers()
 
+            def do_GET(self) -> None:
+                # The API's GETs (/api/v1/languages) get the same one error; not recorded, the
+                # tests look at what was uploaded.
+                if self.path.startswith("/api/"):
+                    self._api_error()
+                else:
+                    super().do_GET()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 ui.requests.append(
                     RecordedRequest(self.path, self.headers.get("Content-Type", ""), self.rfile.read(length))
                 )
+                self._api_error()
+
+            def _api_error(self) -> None:
                 body = json.dumps(ui.api_error).encode()
                 self.send_response(ui.api_status)
                 self.send_header("Content-Type", "application/json")
