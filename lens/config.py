@@ -340,7 +340,12 @@ class TuneConfig(Section):
     features, saved beside the catalog (lens.index.head); search applies it while it can serve
     the catalog (same embedder, no image added since)."""
 
-    # Apply a saved head to searches. Off: the catalog searches its plain vectors.
+    # Apply a saved head to searches. Off: the catalog searches its plain vectors. On: it paid
+    # on GroceryStore val (bench.grocery_head, dots' global search without re-ranking, report
+    # half): protocol B (iconic + 3 shelf photos per product, tuned on those and their views)
+    # first-dot top-1 0.459 -> 0.676, top-5 0.797 -> 0.905, any-dot top-5 0.818 -> 0.926;
+    # iconic-only (tuned on the 81 iconic images' own views) top-1 0.345 -> 0.399 but top-5
+    # 0.723 -> 0.709, any-dot 0.750 -> 0.716: a head helps most where items have own photos.
     use_head: bool = True
     # Synthetic views per reference image (crops, zoom-out onto another catalog image,
     # perspective, rotation, lighting, blur, JPEG), each embedded once and cached.
