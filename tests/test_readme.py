@@ -57,7 +57,7 @@ def lens_commands() -> list[list[str]]:
 
 def subcommand_of(words: list[str]) -> list[str]:
     """The leading words naming a (sub)command: `index remove`, `models`, `serve`, ..."""
-    known = {"analyze", "models", "list", "prepare", "index", "add", "remove", "clear", "stats", "search",
+    known = {"analyze", "models", "list", "prepare", "index", "add", "remove", "clear", "stats", "search", "tune",
              "demo-catalog", "serve", "saliency"}
     chosen = []
     for word in words:
