@@ -346,6 +346,11 @@ class TuneConfig(Section):
     # first-dot top-1 0.459 -> 0.676, top-5 0.797 -> 0.905, any-dot top-5 0.818 -> 0.926;
     # iconic-only (tuned on the 81 iconic images' own views) top-1 0.345 -> 0.399 but top-5
     # 0.723 -> 0.709, any-dot 0.750 -> 0.716: a head helps most where items have own photos.
+    # Through Pipeline.analyze with re-ranking (bench_grocery, report half): protocol B top-1
+    # 0.514 -> 0.689, top-5 0.824 -> 0.912, any-dot 0.831 -> 0.932; iconic-only 0.399 -> 0.453,
+    # 0.736 -> 0.730, 0.764 -> 0.736. Region branch +2%. Not yet done: index.match_floor is
+    # calibrated on plain cosines; the head's scores are lower, so at 0.59 only 19% (protocol
+    # B) / 3% (iconic-only) of first dots keep matches (precision 0.93 / 0.8).
     use_head: bool = True
     # Synthetic views per reference image (crops, zoom-out onto another catalog image,
     # perspective, rotation, lighting, blur, JPEG), each embedded once and cached.
