@@ -27,14 +27,15 @@ class ConfigError(ValueError):
     """A setting is unknown or invalid; the message names it."""
 
 
-def registered_backend(stage: str, allow_none: bool = True) -> Any:
-    """A backend name checked against the stage's own table (lens.<stage>.BACKENDS), so that a
-    new backend is one file plus its line in that table, and no list here goes stale."""
+def registered_backend(stage: str, allow_none: bool = True, module: str | None = None) -> Any:
+    """A backend name checked against the stage's own table (lens.<stage>.BACKENDS, or
+    <module>.BACKENDS), so that a new backend is one file plus its line in that table, and no
+    list here goes stale."""
 
     def check(name: str) -> str:
         import importlib
 
-        known = set(importlib.import_module(f"lens.{stage}").BACKENDS) | ({"none"} if allow_none else set())
+        known = set(importlib.import_module(module or f"lens.{stage}").BACKENDS) | ({"none"} if allow_none else set())
         if name not in known:
             raise ValueError(f"unknown {stage} backend '{name}' (known: {', '.join(sorted(known))})")
         return name
@@ -310,6 +311,31 @@ class IndexConfig(Section):
     ivf_nprobe: int = Field(16, ge=1)
 
 
+class VectorsConfig(Section):
+    """Where the catalog's vectors are searched (lens/index/stores)."""
+
+    # "faiss": an index in each process's memory, saved beside the catalog (one machine).
+    # "milvus": one Milvus collection every worker searches (a fleet without shared disk).
+    backend: registered_backend("vectors", allow_none=False, module="lens.index.stores") = "faiss"
+    # A Milvus server (http://milvus:19530) or a Milvus Lite file (*.db); empty = the Milvus
+    # Lite file <catalog_dir>/vectors.milvus.db, which one process at a time may open.
+    milvus_uri: str = ""
+    milvus_token: SecretStr | None = None
+    # One collection per catalog: name another one to keep two catalogs on one server.
+    milvus_collection: str = Field("lens_catalog", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # The collection's index, built per segment by Milvus: HNSW (M / efConstruction / efSearch
+    # from the index section, as for faiss), IVF_FLAT (nlist lists per segment, nprobe from
+    # index.ivf_nprobe) or FLAT (exact).
+    milvus_index: Literal["hnsw", "ivf", "flat"] = "hnsw"
+    milvus_ivf_nlist: int = Field(1024, ge=1, le=65536)
+    # "Strong": a search sees every save committed before it, from any process (it waits for
+    # the server's time tick); "Bounded"/"Eventually" answer sooner but may miss a write of
+    # the last seconds.
+    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    # Seconds a Milvus call may take before the write fails (503 vectors_unavailable).
+    milvus_timeout_s: float = Field(10.0, gt=0)
+
+
 class OcrConfig(Section):
     backend: registered_backend("ocr") = "rapidocr"
     # Detection runs on a copy with this longest side (crops for recognition are still cut
@@ -469,6 +495,7 @@ class Settings(BaseSettings):
     regions: RegionConfig = RegionConfig()
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
+    vectors: VectorsConfig = VectorsConfig()
     rerank: RerankConfig = RerankConfig()
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()

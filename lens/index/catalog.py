@@ -49,7 +49,8 @@ from lens.files import (
     remove_stale_temporaries,
 )
 from lens.image import DecodedImage, decode_image
-from lens.index.vectors import VectorIndex, choose_kind
+from lens.index.stores import VectorStore, create_vector_store
+from lens.index.vectors import choose_kind
 from lens.types import Match
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,6 @@ FORMAT_VERSION = 1
 META_FILE = "catalog.json"
 DB_FILE = "catalog.sqlite"
 THUMBNAIL_SIDE = 256
-# Rebuild an HNSW index at save time once this share of its vectors belongs to removed items.
-HNSW_DEAD_SHARE = 0.1
 EDITABLE_FIELDS = ("title", "url", "external_id", "extra")
 
 SCHEMA = """
@@ -175,7 +174,14 @@ class Catalog:
         self._vectors_changed = False
         self._most_images: int | None = None
         self._generation = self._committed_generation()
-        self._vectors = self._load_vectors(self._generation)
+        # The vectors' search side (lens/index/stores: faiss in memory, or Milvus), derived
+        # from the vectors in the items table.
+        try:
+            self._vectors: VectorStore = create_vector_store(settings, folder, self.dim, self)
+            self._vectors.load(self._generation, self.meta)
+        except BaseException:
+            conn.close()
+            raise
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -221,28 +227,9 @@ class Catalog:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def _vector_file(self, generation: int) -> Path:
-        return self.folder / f"vectors-{generation}.faiss"
-
-    def _load_vectors(self, generation: int) -> VectorIndex:
-        path = self._vector_file(generation)
-        live = self.image_count()
-        kind = self.meta.get("index_kind") or choose_kind(self.settings.index, live)
-        if path.is_file():
-            index = VectorIndex.from_bytes(np.fromfile(path, dtype=np.uint8), kind, self.settings.index)
-            index.dead = max(0, index.size - live) if kind == "hnsw" else 0
-            if index.dim == self.dim and (kind == "hnsw" or index.size == live):
-                return index
-            log.warning("%s does not match the items table; rebuilding it from SQLite", path)
-        elif generation > 0:
-            log.warning("%s is missing; rebuilding the index from SQLite", path)
-        return self._rebuild(kind)
-
-    def _rebuild(self, kind: str) -> VectorIndex:
-        ids, vectors = self._all_vectors()
-        return VectorIndex.build(self.dim, kind, self.settings.index, ids, vectors)
-
-    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every image's (id, vector), as this connection sees them (open transaction included):
+        what a vector store is built and repaired from."""
         rows = self._conn.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, self.dim)
@@ -257,7 +244,7 @@ class Catalog:
             if generation == self._generation:
                 return False
             self.meta = self._read_meta()
-            self._vectors = self._load_vectors(generation)
+            self._vectors.load(generation, self.meta)
             self._generation = generation
             self._most_images = None
             return True
@@ -438,9 +425,15 @@ class Catalog:
         # Another writer may have saved between our last look and taking the lock.
         generation = self._committed_generation()
         if generation != self._generation:
-            self._vectors = self._load_vectors(generation)
+            self._vectors.load(generation, self.meta)
             self._generation = generation
             self._most_images = None
+        try:
+            self._vectors.begin()
+        except LensError:
+            self._conn.execute("ROLLBACK")
+            self._in_transaction = False
+            raise
 
     def add_image(
         self,
@@ -553,11 +546,7 @@ class Catalog:
                     _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{image_id}.jpg")
                 outcome.status, outcome.item_id, outcome.image_id = "added", parent or image_id, image_id
                 ids.append(image_id)
-            if self._vectors.kind == "ivf" and not self._vectors.trained:
-                # An IVF index learns its lists from data; the first vectors train it.
-                self._vectors = self._rebuild("ivf")
-            else:
-                self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
+            self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._vectors_changed = True
             self._most_images = None
             for repeat, first in repeats:
@@ -630,9 +619,8 @@ class Catalog:
                 return
             count = self.count()
             if self._vectors_changed:
-                self._vectors = self._index_to_save(self.image_count())
                 generation = self._generation + 1
-                atomic_write_bytes(self._vector_file(generation), self._vectors.to_bytes())
+                self._vectors.prepare_save(generation, self.meta)
                 self._conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
             else:
                 generation = self._generation
@@ -646,28 +634,7 @@ class Catalog:
             self._generation = generation
             self.meta.update(generation=generation, index_kind=self._vectors.kind, items=count, saved_at=time.time())
             atomic_write_json(self.folder / META_FILE, self.meta)
-            # Keep the previous generation too: a reader may be loading it right now.
-            for old in self.folder.glob("vectors-*.faiss"):
-                stem = old.stem.removeprefix("vectors-")
-                if stem.isdigit() and int(stem) < generation - 1:
-                    old.unlink(missing_ok=True)
-
-    def _index_to_save(self, count: int) -> VectorIndex:
-        """The current index, or a rebuilt one when its kind should change or HNSW has too many
-        removed vectors, or IVF has outgrown the lists it was trained with."""
-        kind = choose_kind(self.settings.index, count)
-        current = self._vectors
-        stale = (
-            kind != current.kind
-            or (kind == "hnsw" and current.dead > HNSW_DEAD_SHARE * max(current.size, 1))
-            or (kind == "ivf" and count > 4 * max(self.meta.get("ivf_trained_on", 0), 1))
-        )
-        if not stale:
-            return current
-        log.info("rebuilding the %s index over %d items", kind, count)
-        if kind == "ivf":
-            self.meta["ivf_trained_on"] = count
-        return self._rebuild(kind)
+            self._vectors.finish_save(generation)
 
     def discard(self) -> None:
         """Drop unsaved changes (the catalog returns to its last saved state)."""
@@ -678,7 +645,7 @@ class Catalog:
                     self._conn.execute("ROLLBACK")
                 self._in_transaction = False
                 self._vectors_changed = False
-                self._vectors = self._load_vectors(self._generation)
+                self._vectors.discard(self._generation, self.meta)
                 self._most_images = None
 
     def close(self) -> None:
@@ -686,6 +653,7 @@ class Catalog:
         with self._lock:
             if self._in_transaction:
                 self.discard()
+            self._vectors.close()
             self._conn.close()
 
     def __enter__(self) -> Catalog:
