@@ -59,6 +59,10 @@ FORMAT_VERSION = 1
 META_FILE = "catalog.json"
 DB_FILE = "catalog.sqlite"
 THUMBNAIL_SIDE = 256
+# Searches that lose hits to vectors the metadata does not have ask again for 4x as many, up
+# to this many times and this many hits (Milvus' own topk limit).
+SEARCH_REFETCHES = 3
+MAX_FETCH = 16384
 EDITABLE_FIELDS = ("title", "url", "external_id", "extra")
 
 SCHEMA = """
@@ -297,13 +301,27 @@ class Catalog:
             if self._vectors.size == 0 or len(queries) == 0:
                 return [[] for _ in queries]
             # Over-fetch images so that k distinct items remain once each is kept at its best image.
-            scores, ids = self._vectors.search(queries, k * self._most_images_per_item())
-            wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
-            images = self._rows_by_id(wanted)
-            owner = {i: r["parent_id"] or i for i, r in images.items()}
-            rows = {i: r for i, r in images.items() if r["parent_id"] is None}
-            rows.update(self._rows_by_id(set(owner.values()) - set(rows)))
+            fetch = k * self._most_images_per_item()
+            for _ in range(SEARCH_REFETCHES + 1):
+                scores, ids = self._vectors.search(queries, fetch)
+                results, short = self._matches(scores, ids, k, min_score)
+                # A full page that still left a row short of k items held ids the metadata does
+                # not have (vectors a writer killed mid-save left in Milvus): ask for more.
+                if not short or ids.shape[1] < fetch or fetch >= MAX_FETCH:
+                    break
+                fetch = min(fetch * 4, MAX_FETCH)
+        return results
+
+    def _matches(self, scores: np.ndarray, ids: np.ndarray, k: int, min_score: float) -> tuple[list[list[Match]], bool]:
+        """The store's hits joined against the items table: (matches per query, whether a row has
+        fewer than k matches although the store returned a full page of hits for it)."""
+        wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
+        images = self._rows_by_id(wanted)
+        owner = {i: r["parent_id"] or i for i, r in images.items()}
+        rows = {i: r for i, r in images.items() if r["parent_id"] is None}
+        rows.update(self._rows_by_id(set(owner.values()) - set(rows)))
         results = []
+        short = False
         for row_scores, row_ids in zip(scores, ids, strict=True):
             matches: list[Match] = []
             listed: set[int] = set()
@@ -325,8 +343,10 @@ class Catalog:
                 )
                 if len(matches) == k:
                     break
+            full_page = len(row_ids) > 0 and row_ids[-1] >= 0 and row_scores[-1] >= min_score
+            short = short or (len(matches) < k and full_page)
             results.append(matches)
-        return results
+        return results, short
 
     def _rows_by_id(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(ids)

@@ -222,11 +222,22 @@ class MilvusStore:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception as exc:  # closing a dead connection must not hide the real error
-                log.debug("closing the Milvus client: %s", exc)
+        if client is None:
+            return
+        try:
+            client.close()
+            if _is_lite(self.uri):
+                # Milvus Lite serves its file from a thread of this process until released:
+                # only then may another process (the next writer) open it.
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.uri)
+        except Exception as exc:  # closing a dead connection must not hide the real error
+            log.debug("closing the Milvus client: %s", exc)
+
+
+def _is_lite(uri: str) -> bool:
+    return "://" not in uri
 
 
 def _redacted(uri: str) -> str:
