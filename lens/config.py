@@ -311,6 +311,23 @@ class IndexConfig(Section):
     ivf_nprobe: int = Field(16, ge=1)
 
 
+class CatalogConfig(Section):
+    """Where the catalog's items, images, thumbnails and vectors (as the truth) are stored."""
+
+    # "sqlite": files under <data_dir>/catalog, one machine (or a shared disk).
+    # "postgres": tables in PostgreSQL, written in transactions by any worker (lens db migrate).
+    backend: registered_backend("catalog", allow_none=False, module="lens.index") = "sqlite"
+    # libpq connection string or URL; the password can stay in ~/.pgpass or PGPASSWORD.
+    postgres_url: str = "postgresql://127.0.0.1:5432/lens"
+    # The schema holding lens' tables (one per catalog; tests make their own).
+    postgres_schema: str = Field("lens", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Connections per process: a worker uses one at a time per catalog; a few cover its threads.
+    postgres_pool_size: int = Field(4, ge=1, le=100)
+    # How long a statement may wait for a connection, or a writer for the write lock, before
+    # the request fails (503 catalog_db_unavailable / catalog_busy).
+    postgres_timeout_s: float = Field(10.0, gt=0)
+
+
 class VectorsConfig(Section):
     """Where the catalog's vectors are searched (lens/index/stores)."""
 
@@ -495,6 +512,7 @@ class Settings(BaseSettings):
     regions: RegionConfig = RegionConfig()
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
+    catalog: CatalogConfig = CatalogConfig()
     vectors: VectorsConfig = VectorsConfig()
     rerank: RerankConfig = RerankConfig()
     ocr: OcrConfig = OcrConfig()

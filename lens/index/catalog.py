@@ -196,15 +196,7 @@ class Catalog:
             if not create:
                 return None
             folder.mkdir(parents=True, exist_ok=True)
-            meta = {
-                "format": FORMAT_VERSION,
-                "embedder": {"name": embedder.name, "version": embedder.version},
-                "dim": int(embedder.dim),
-                "created_at": time.time(),
-                "generation": 0,
-                "index_kind": choose_kind(settings.index, 0),
-                "items": 0,
-            }
+            meta = cls.new_meta(settings, embedder)
             conn = _connect(folder / DB_FILE)
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0')")
             atomic_write_json(meta_path, meta)
@@ -213,19 +205,32 @@ class Catalog:
                 meta = json.loads(meta_path.read_text())
             except (OSError, ValueError) as exc:
                 raise CatalogError(f"{meta_path} is unreadable: {exc}") from None
-            built = meta.get("embedder", {})
-            if (built.get("name"), built.get("version")) != (embedder.name, embedder.version):
-                raise CatalogMismatchError(
-                    f"the catalog in {folder} was built with embedder {built.get('name')} "
-                    f"({built.get('version')}), but the configured embedder is {embedder.name} "
-                    f"({embedder.version}); their vectors cannot be compared. Set embed.backend "
-                    f"back to {built.get('name')}, or rebuild the catalog (`lens index add`) in "
-                    "an empty data dir."
-                )
+            check_embedder(meta, embedder, f"in {folder}")
             conn = _connect(folder / DB_FILE)
         (folder / "thumbs").mkdir(exist_ok=True)
         remove_stale_temporaries(folder)
         return cls(folder, settings, embedder, conn, meta)
+
+    @staticmethod
+    def new_meta(settings: Settings, embedder) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "embedder": {"name": embedder.name, "version": embedder.version},
+            "dim": int(embedder.dim),
+            "created_at": time.time(),
+            "generation": 0,
+            "index_kind": choose_kind(settings.index, 0),
+            "items": 0,
+        }
+
+    @classmethod
+    def peek(cls, settings: Settings) -> tuple[dict, int] | None:
+        """(meta, committed writes) without opening the catalog; None when there is none."""
+        try:
+            meta = json.loads((settings.catalog_dir / META_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta, committed_writes(settings.catalog_dir) or 0
 
     def _committed_generation(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
@@ -272,7 +277,7 @@ class Catalog:
         # A scan of the table: remembered until the next change (search calls it every time).
         if self._most_images is None:
             row = self._conn.execute(
-                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id))"
+                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id)) AS per_item"
             ).fetchone()
             self._most_images = int(row[0] or 1)
         return self._most_images
@@ -401,6 +406,10 @@ class Catalog:
             ).fetchall()
         return [str(r[0]) if Path(r[0]).is_absolute() else str(self.folder / r[0]) for r in rows]
 
+    def thumbnail_bytes(self, item_id: int) -> bytes:
+        """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
+        return self.thumbnail_path(item_id).read_bytes()
+
     def thumbnail_path(self, item_id: int) -> Path:
         """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
         path = self.folder / "thumbs" / f"{int(item_id)}.jpg"
@@ -435,12 +444,7 @@ class Catalog:
     def _begin(self) -> None:
         if self._in_transaction:
             return
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise CatalogBusyError(
-                f"another process is writing to the catalog in {self.folder} ({exc}); try again later"
-            ) from None
+        self._begin_transaction()
         self._in_transaction = True
         # Another writer may have saved between our last look and taking the lock.
         generation = self._committed_generation()
@@ -454,6 +458,20 @@ class Catalog:
             self._conn.execute("ROLLBACK")
             self._in_transaction = False
             raise
+
+    def _begin_transaction(self) -> None:
+        """Open the write transaction, holding the catalog's one write lock."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise CatalogBusyError(
+                f"another process is writing to the catalog in {self.folder} ({exc}); try again later"
+            ) from None
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (an I/O error or a full disk ends it).
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._conn.execute("ROLLBACK")
 
     def add_image(
         self,
@@ -546,24 +564,23 @@ class Catalog:
             self._begin()
             ids = []
             for (new, image, data, outcome), vector in zip(decoded, vectors, strict=True):
-                image_path = str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
+                image_path = self._image_reference(new, image, data)
                 parent = new.item_id
                 if parent is None and join_external_id and new.external_id:
                     # Sees the rows inserted earlier in this transaction, too.
                     parent = self.find(external_id=new.external_id)
                 # A further image of an item carries no metadata of its own: the item's row has it.
                 meta = (new.external_id, new.title or "", new.url, json.dumps(new.extra or {})) if parent is None else (None, "", None, "{}")
-                cursor = self._conn.execute(
+                image_id = int(self._conn.execute(
                     "INSERT INTO items (content_hash, external_id, title, url, image_path, width, height, extra, added_at, vector, parent_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         image.sha256, meta[0], meta[1], meta[2], image_path, image.width, image.height, meta[3],
                         time.time(), np.asarray(vector, dtype=np.float32).tobytes(), parent,
                     ),
-                )
-                image_id = int(cursor.lastrowid)
+                ).fetchall()[0][0])  # all rows: a RETURNING statement ends once read to its end
                 if parent is None:
-                    _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{image_id}.jpg")
+                    self._put_thumbnail(image_id, image.rgb)
                 outcome.status, outcome.item_id, outcome.image_id = "added", parent or image_id, image_id
                 ids.append(image_id)
             self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
@@ -587,6 +604,17 @@ class Catalog:
         if outcome.status == "failed":
             raise BadInputError(f"{outcome.source}: {outcome.message}")
         return outcome
+
+    def _image_reference(self, new: NewItem, image: DecodedImage, data: bytes) -> str:
+        """What items.image_path records: the file added (absolute), or a copy of an upload."""
+        return str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
+
+    def _put_thumbnail(self, item_id: int, rgb: np.ndarray) -> None:
+        _write_thumbnail(rgb, self.folder / "thumbs" / f"{item_id}.jpg")
+
+    def _drop_thumbnails(self, item_ids: list[int]) -> None:
+        for item_id in item_ids:
+            (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
 
     def _store_upload(self, image: DecodedImage, data: bytes) -> str:
         relative = Path("images") / image.sha256[:2] / f"{image.sha256}.{image.format.lower()}"
@@ -625,8 +653,7 @@ class Catalog:
             self._vectors.remove(images)
             self._most_images = None
             self._vectors_changed = True
-            for item_id in present:
-                (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
+            self._drop_thumbnails(present)
             return present
 
     def save(self) -> None:
@@ -647,22 +674,29 @@ class Catalog:
             # Every save counts, vectors changed or not (a new title changes search answers):
             # result caches key on this counter (committed_writes).
             self._conn.execute("INSERT INTO meta(key, value) VALUES ('writes', '1') ON CONFLICT(key) "
-                               "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+                               "DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
+            meta = {**self.meta, "generation": generation, "index_kind": self._vectors.kind, "items": count,
+                    "saved_at": time.time()}
+            self._write_meta_in_transaction(meta)
             self._conn.execute("COMMIT")
             self._in_transaction = False
             self._vectors_changed = False
             self._generation = generation
-            self.meta.update(generation=generation, index_kind=self._vectors.kind, items=count, saved_at=time.time())
-            atomic_write_json(self.folder / META_FILE, self.meta)
+            self.meta = meta
+            self._write_meta_after_commit(meta)
             self._vectors.finish_save(generation)
+
+    def _write_meta_in_transaction(self, meta: dict) -> None:
+        """A metadata store that keeps the catalog's meta in its tables writes it here."""
+
+    def _write_meta_after_commit(self, meta: dict) -> None:
+        atomic_write_json(self.folder / META_FILE, meta)
 
     def discard(self) -> None:
         """Drop unsaved changes (the catalog returns to its last saved state)."""
         with self._lock:
             if self._in_transaction:
-                # SQLite may have rolled back already (an I/O error or a full disk ends it).
-                with contextlib.suppress(sqlite3.OperationalError):
-                    self._conn.execute("ROLLBACK")
+                self._rollback()
                 self._in_transaction = False
                 self._vectors_changed = False
                 self._vectors.discard(self._generation, self.meta)
@@ -695,6 +729,19 @@ def committed_writes(folder: Path) -> int | None:
     except sqlite3.Error:
         return None
     return int(row[0]) if row else 0
+
+
+def check_embedder(meta: dict, embedder, where: str) -> None:
+    """CatalogMismatchError unless the catalog's vectors came from this embedder."""
+    built = meta.get("embedder", {})
+    if (built.get("name"), built.get("version")) != (embedder.name, embedder.version):
+        raise CatalogMismatchError(
+            f"the catalog {where} was built with embedder {built.get('name')} "
+            f"({built.get('version')}), but the configured embedder is {embedder.name} "
+            f"({embedder.version}); their vectors cannot be compared. Set embed.backend "
+            f"back to {built.get('name')}, or rebuild the catalog (`lens index add`) in "
+            "an empty data dir."
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -747,11 +794,15 @@ def _item_from_row(row: sqlite3.Row, images: int = 1) -> CatalogItem:
     )
 
 
-def _write_thumbnail(rgb: np.ndarray, path: Path) -> None:
+def _thumbnail_jpeg(rgb: np.ndarray) -> bytes:
     image = Image.fromarray(rgb)
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _write_thumbnail(rgb: np.ndarray, path: Path) -> None:
     # Thumbnails are derived data: temp + rename keeps them whole, without an fsync each.
     with atomic_output(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+        tmp.write_bytes(_thumbnail_jpeg(rgb))
