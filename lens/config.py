@@ -55,7 +55,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def check_backend_options(stage: str, backend: str, options: dict[str, Any]) -> None:
+def check_backend_options(stage: str, backend: str, options: dict[str, Any], module: str | None = None) -> None:
     """The chosen backend's own options (its `Options` model, lens.registry) must accept these;
     checked only when some are given, so that the default start imports no backend."""
     if not options or backend == "none":
@@ -64,7 +64,7 @@ def check_backend_options(stage: str, backend: str, options: dict[str, Any]) -> 
 
     from lens.registry import load_backend, options_of
 
-    table = importlib.import_module(f"lens.{stage}").BACKENDS
+    table = importlib.import_module(module or f"lens.{stage}").BACKENDS
     try:
         options_of(load_backend(stage, backend, table)).parse(options)
     except ValidationError as exc:
@@ -79,11 +79,13 @@ class BackendSection(Section):
     easyocr: model_dir, languages; the others take none yet)."""
 
     stage: ClassVar[str]
+    # Where the stage's BACKENDS table is, when not lens.<stage>.
+    module: ClassVar[str | None] = None
     options: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _backend_options(self) -> Self:
-        check_backend_options(self.stage, self.backend, self.options)  # type: ignore[attr-defined]
+        check_backend_options(self.stage, self.backend, self.options, self.module)  # type: ignore[attr-defined]
         return self
 
 
@@ -354,46 +356,26 @@ class IndexConfig(Section):
     ivf_nprobe: int = Field(16, ge=1)
 
 
-class CatalogConfig(Section):
+class CatalogConfig(BackendSection):
     """Where the catalog's items, images, thumbnails and vectors (as the truth) are stored."""
 
+    stage = "catalog"
+    module = "lens.index"
     # "sqlite": files under <data_dir>/catalog, one machine (or a shared disk).
-    # "postgres": tables in PostgreSQL, written in transactions by any worker (lens db migrate).
+    # "postgres": tables in PostgreSQL, written in transactions by any worker (`lens db
+    # migrate`); its options (url, schema, pool_size, timeout_s) in lens/index/postgres.py.
     backend: registered_backend("catalog", allow_none=False, module="lens.index") = "sqlite"
-    # libpq connection string or URL; the password can stay in ~/.pgpass or PGPASSWORD.
-    postgres_url: str = "postgresql://127.0.0.1:5432/lens"
-    # The schema holding lens' tables (one per catalog; tests make their own).
-    postgres_schema: str = Field("lens", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    # Connections per process: a worker uses one at a time per catalog; a few cover its threads.
-    postgres_pool_size: int = Field(4, ge=1, le=100)
-    # How long a statement may wait for a connection, or a writer for the write lock, before
-    # the request fails (503 catalog_db_unavailable / catalog_busy).
-    postgres_timeout_s: float = Field(10.0, gt=0)
 
 
-class VectorsConfig(Section):
+class VectorsConfig(BackendSection):
     """Where the catalog's vectors are searched (lens/index/stores)."""
 
+    stage = "vectors"
+    module = "lens.index.stores"
     # "faiss": an index in each process's memory, saved beside the catalog (one machine).
-    # "milvus": one Milvus collection every worker searches (a fleet without shared disk).
+    # "milvus": one Milvus collection every worker searches (a fleet without shared disk); its
+    # options (uri, collection, index, ...) in lens/index/stores/milvus_store.py.
     backend: registered_backend("vectors", allow_none=False, module="lens.index.stores") = "faiss"
-    # A Milvus server (http://milvus:19530) or a Milvus Lite file (*.db); empty = the Milvus
-    # Lite file <catalog_dir>/vectors.milvus.db, which one process at a time may open.
-    milvus_uri: str = ""
-    milvus_token: SecretStr | None = None
-    # One collection per catalog: name another one to keep two catalogs on one server.
-    milvus_collection: str = Field("lens_catalog", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-    # The collection's index, built per segment by Milvus: HNSW (M / efConstruction / efSearch
-    # from the index section, as for faiss), IVF_FLAT (nlist lists per segment, nprobe from
-    # index.ivf_nprobe) or FLAT (exact).
-    milvus_index: Literal["hnsw", "ivf", "flat"] = "hnsw"
-    milvus_ivf_nlist: int = Field(1024, ge=1, le=65536)
-    # "Strong": a search sees every save committed before it, from any process (it waits for
-    # the server's time tick); "Bounded"/"Eventually" answer sooner but may miss a write of
-    # the last seconds.
-    milvus_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
-    # Seconds a Milvus call may take before the write fails (503 vectors_unavailable).
-    milvus_timeout_s: float = Field(10.0, gt=0)
 
 
 class OcrConfig(BackendSection):

@@ -3,7 +3,7 @@
 # tests use database `test` there, trust auth for loopback): install Debian's `postgresql` if
 # missing, start (or create) its cluster, allow loopback without a password, create `test`.
 set -euo pipefail
-host=127.0.0.1 port=${LENS_TEST_POSTGRES_PORT:-5432}
+host=127.0.0.1 port=${TEST_POSTGRES_PORT:-5432}
 answers() { pg_isready -q -h "$host" -p "$port" 2>/dev/null && \
   psql -h "$host" -p "$port" -U postgres -d test -Atc 'select 1' >/dev/null 2>&1; }
 if command -v pg_isready >/dev/null && answers; then exit 0; fi

@@ -7,8 +7,8 @@
 # Settings (LENS_REDIS_URL, LENS_DATA_DIR, ...) come from the environment / lens.toml as usual.
 #
 # CATALOG=postgres (make up CATALOG=postgres): the catalog in PostgreSQL (scripts/ensure-postgres.sh
-# starts one on 127.0.0.1:5432 where none answers; LENS_CATALOG__POSTGRES_URL overrides), migrated
-# with `lens db migrate`. VECTORS=milvus: vectors in Milvus at LENS_VECTORS__MILVUS_URI, or, unset,
+# starts one on 127.0.0.1:5432 where none answers; LENS_CATALOG__OPTIONS__URL overrides), migrated
+# with `lens db migrate`. VECTORS=milvus: vectors in Milvus at LENS_VECTORS__OPTIONS__URI, or, unset,
 # a Milvus Lite server (`python -m milvus_lite server`, the Milvus API on 127.0.0.1:19530) that
 # `up` starts and `down` stops.
 set -euo pipefail
@@ -80,8 +80,8 @@ backends() {
     ""|sqlite) ;;
     postgres)
       export LENS_CATALOG__BACKEND=postgres
-      export LENS_CATALOG__POSTGRES_URL=${LENS_CATALOG__POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/test}
-      [[ "$LENS_CATALOG__POSTGRES_URL" == *127.0.0.1:5432* ]] && scripts/ensure-postgres.sh
+      export LENS_CATALOG__OPTIONS__URL=${LENS_CATALOG__OPTIONS__URL:-postgresql://postgres@127.0.0.1:5432/test}
+      [[ "$LENS_CATALOG__OPTIONS__URL" == *127.0.0.1:5432* ]] && scripts/ensure-postgres.sh
       "$VENV/bin/lens" db migrate ;;
     *) echo "fleet: CATALOG must be sqlite or postgres, not '$CATALOG'" >&2; exit 2 ;;
   esac
@@ -89,8 +89,8 @@ backends() {
     ""|faiss) ;;
     milvus)
       export LENS_VECTORS__BACKEND=milvus
-      if [ -z "${LENS_VECTORS__MILVUS_URI:-}" ]; then
-        export LENS_VECTORS__MILVUS_URI=http://127.0.0.1:${MILVUS_PORT:-19530}
+      if [ -z "${LENS_VECTORS__OPTIONS__URI:-}" ]; then
+        export LENS_VECTORS__OPTIONS__URI=http://127.0.0.1:${MILVUS_PORT:-19530}
         mkdir -p "${FLEET_DIR:-var}/milvus"
         nohup "$VENV/bin/python" -m milvus_lite server --data-dir "${FLEET_DIR:-var}/milvus" --host 127.0.0.1 \
           --port "${MILVUS_PORT:-19530}" >"$LOG/milvus.log" 2>&1 &

@@ -25,7 +25,7 @@ psycopg = pytest.importorskip("psycopg")
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-POSTGRES_URL = os.environ.get("LENS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _postgres_answers() -> bool:
@@ -68,8 +68,7 @@ def schema():
 def pg_settings(tmp_path, schema, worker="a", **catalog):
     # Each "worker" has its own data dir: nothing is shared but the database.
     return load_settings(data_dir=tmp_path / worker, embed={"backend": "mobilenetv2"},
-                         catalog={"backend": "postgres", "postgres_url": POSTGRES_URL, "postgres_schema": schema,
-                                  **catalog})
+                         catalog={"backend": "postgres", "options": {"url": POSTGRES_URL, "schema": schema, **catalog}})
 
 
 def ranked(results):
@@ -81,8 +80,8 @@ def test_db_migrate_is_idempotent_and_an_unmigrated_database_has_no_catalog(tmp_
     assert open_catalog(settings, embedder) is None
     assert catalog_state(settings) is None
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "LENS_DATA_DIR": str(tmp_path / "cli"),
-           "LENS_CATALOG__BACKEND": "postgres", "LENS_CATALOG__POSTGRES_URL": POSTGRES_URL,
-           "LENS_CATALOG__POSTGRES_SCHEMA": schema}
+           "LENS_CATALOG__BACKEND": "postgres", "LENS_CATALOG__OPTIONS__URL": POSTGRES_URL,
+           "LENS_CATALOG__OPTIONS__SCHEMA": schema}
     cli = [sys.executable, "-m", "lens.cli", "db", "migrate"]
     first = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
@@ -162,7 +161,7 @@ def test_writers_queue_on_one_lock_and_a_rollback_leaves_nothing(tmp_path, schem
     a.add_images([NewItem(s.path) for s in stamps[:4]])
     a.save()
     expected = ranked(a.search(stamp_vectors, k=4))
-    b = open_catalog(pg_settings(tmp_path, schema, "b", postgres_timeout_s=1), embedder)
+    b = open_catalog(pg_settings(tmp_path, schema, "b", timeout_s=1), embedder)
     a.add_images([NewItem(s.path) for s in stamps[4:8]])  # a holds the write lock now
     start = time.monotonic()
     with pytest.raises(CatalogBusyError, match="another worker is writing"):
@@ -198,7 +197,7 @@ KILLED_WRITER = textwrap.dedent("""
 
     url, schema, data_dir, *paths = sys.argv[1:]
     settings = load_settings(data_dir=data_dir, embed={"backend": "mobilenetv2"},
-                             catalog={"backend": "postgres", "postgres_url": url, "postgres_schema": schema})
+                             catalog={"backend": "postgres", "options": {"url": url, "schema": schema}})
     cat = open_catalog(settings, create_embedder(settings))
     cat.add_images([NewItem(Path(p), title="half") for p in paths])
     cat.update(1, title="half")
@@ -229,8 +228,8 @@ def test_an_unreachable_database_fails_clearly(tmp_path, embedder):
     from lens.index.postgres import CatalogDatabaseUnavailableError, close_pools
 
     settings = load_settings(data_dir=tmp_path, embed={"backend": "mobilenetv2"},
-                             catalog={"backend": "postgres", "postgres_url": "postgresql://postgres@127.0.0.1:1/test",
-                                      "postgres_timeout_s": 2})
+                             catalog={"backend": "postgres", "options": {"url": "postgresql://postgres@127.0.0.1:1/test",
+                                                                       "timeout_s": 2}})
     start = time.monotonic()
     with pytest.raises(CatalogDatabaseUnavailableError, match=r"PostgreSQL at postgresql://postgres@127.0.0.1:1/test\) is unavailable") as info:
         open_catalog(settings, embedder, create=True)
@@ -242,8 +241,8 @@ def test_an_unreachable_database_fails_clearly(tmp_path, embedder):
 def test_postgres_with_milvus_vectors(tmp_path, schema, embedder, stamps, stamp_vectors):
     pytest.importorskip("milvus_lite")
     settings = load_settings(data_dir=tmp_path / "m", embed={"backend": "mobilenetv2"},
-                             catalog={"backend": "postgres", "postgres_url": POSTGRES_URL, "postgres_schema": schema},
-                             vectors={"backend": "milvus", "milvus_uri": str(tmp_path / "milvus.db")})
+                             catalog={"backend": "postgres", "options": {"url": POSTGRES_URL, "schema": schema}},
+                             vectors={"backend": "milvus", "options": {"uri": str(tmp_path / "milvus.db")}})
     cat = open_catalog(settings, embedder, create=True)
     cat.add_images([NewItem(s.path, title=s.title) for s in stamps])
     cat.save()

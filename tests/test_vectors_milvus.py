@@ -45,7 +45,7 @@ def stamp_vectors(embedder, stamps):
 
 def milvus_settings(tmp_path, **vectors):
     return load_settings(data_dir=tmp_path / "data", embed={"backend": "mobilenetv2"},
-                         vectors={"backend": "milvus", **vectors})
+                         vectors={"backend": "milvus", "options": vectors})
 
 
 def ranked(results):
@@ -56,7 +56,7 @@ def ranked(results):
 def test_milvus_answers_as_faiss_does(tmp_path, embedder, stamps, stamp_vectors, index):
     faiss_catalog = open_catalog(load_settings(data_dir=tmp_path / "faiss", embed={"backend": "mobilenetv2"},
                                                index={"kind": "flat"}), embedder, create=True)
-    milvus_catalog = open_catalog(milvus_settings(tmp_path, milvus_index=index, milvus_ivf_nlist=4), embedder,
+    milvus_catalog = open_catalog(milvus_settings(tmp_path, index=index, ivf_nlist=4), embedder,
                                   create=True)
     for cat in (faiss_catalog, milvus_catalog):
         cat.add_images([NewItem(s.path, title=s.title) for s in stamps])
@@ -161,7 +161,7 @@ def test_a_writer_killed_mid_save_leaves_search_as_it_was_and_the_next_writer_re
 
 
 def test_an_unreachable_milvus_fails_clearly_and_quickly(tmp_path, embedder):
-    settings = milvus_settings(tmp_path, milvus_uri="http://127.0.0.1:1", milvus_timeout_s=2)
+    settings = milvus_settings(tmp_path, uri="http://127.0.0.1:1", timeout_s=2)
     start = time.monotonic()
     with pytest.raises(VectorStoreUnavailableError, match=r"Milvus at http://127.0.0.1:1\) failed to connect") as info:
         open_catalog(settings, embedder, create=True)
@@ -173,6 +173,8 @@ def test_vectors_backend_is_checked_against_the_registry():
     with pytest.raises(ConfigError, match=r"unknown vectors backend 'qdrant' \(known: faiss, milvus\)"):
         load_settings(vectors={"backend": "qdrant"})
     assert load_settings().vectors.backend == "faiss"
+    with pytest.raises(ConfigError, match="vectors backend 'milvus' options: urx"):
+        load_settings(vectors={"backend": "milvus", "options": {"urx": "http://x"}})
 
 
 def test_vector_search_pads_like_faiss(tmp_path, embedder, stamps, stamp_vectors):

@@ -330,10 +330,10 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.catalog.backend != "postgres":
         raise BadInputError(f"catalog.backend is {settings.catalog.backend!r}; `lens db migrate` is for "
-                            "postgres (set LENS_CATALOG__BACKEND=postgres and LENS_CATALOG__POSTGRES_URL)")
-    from lens.index.postgres import migrate
+                            "postgres (set LENS_CATALOG__BACKEND=postgres and LENS_CATALOG__OPTIONS__URL)")
+    from lens.index.postgres import migrate, postgres_options
 
     applied = migrate(settings)
-    schema = settings.catalog.postgres_schema
+    schema = postgres_options(settings).schema_name
     print(f"schema {schema}: applied {', '.join(applied)}" if applied else f"schema {schema}: up to date")
     return 0

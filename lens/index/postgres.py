@@ -13,7 +13,7 @@ psycopg 3 connection pool, and keeps in tables what the SQLite catalog keeps in 
 
 Writes: one transaction from the first change to `save()`. Taking it locks the meta row
 (`SELECT ... FOR UPDATE`), so writers on different machines queue behind each other for at most
-`catalog.postgres_timeout_s` (then 503 catalog_busy) and a killed writer's transaction is rolled
+`catalog.options.timeout_s` (then 503 catalog_busy) and a killed writer's transaction is rolled
 back by the server. Reads borrow a pooled connection per statement, so a PostgreSQL restart
 costs the statements running at that moment (503 catalog_db_unavailable), not the process.
 
@@ -31,6 +31,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from lens.config import Settings
 from lens.errors import LensError
 from lens.files import atomic_output
@@ -44,6 +46,7 @@ from lens.index.catalog import (
     _thumbnail_jpeg,
     check_embedder,
 )
+from lens.registry import BackendOptions
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,24 @@ class CatalogSchemaError(CatalogError):
     exit_code = 2
     http_status = 503
     code = "catalog_schema_outdated"
+
+
+class PostgresOptions(BackendOptions):
+    """`[catalog.options]` / LENS_CATALOG__OPTIONS__<NAME> for catalog.backend = "postgres"."""
+
+    # libpq connection string or URL; the password can stay in ~/.pgpass or PGPASSWORD.
+    url: str = "postgresql://127.0.0.1:5432/lens"
+    # The schema holding lens' tables (one per catalog; tests make their own).
+    schema_name: str = Field("lens", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # Connections per process: a worker uses one at a time per catalog; a few cover its threads.
+    pool_size: int = Field(4, ge=1, le=100)
+    # How long a statement may wait for a connection, or a writer for the write lock, before
+    # the request fails (503 catalog_db_unavailable / catalog_busy).
+    timeout_s: float = Field(10.0, gt=0)
+
+
+def postgres_options(settings: Settings) -> PostgresOptions:
+    return PostgresOptions.parse(settings.catalog.options)
 
 
 # -- connections --------------------------------------------------------------------------------
@@ -114,18 +135,18 @@ def pool_for(settings: Settings):
     """This process's pool for the configured database and schema (one per pair, shared)."""
     from psycopg_pool import ConnectionPool
 
-    config = settings.catalog
-    key = (config.postgres_url, config.postgres_schema)
+    config = postgres_options(settings)
+    key = (config.url, config.schema_name)
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
             pool = ConnectionPool(
-                config.postgres_url, min_size=1, max_size=config.postgres_pool_size, open=False,
-                timeout=config.postgres_timeout_s, check=ConnectionPool.check_connection,
-                kwargs={"autocommit": True, "connect_timeout": max(1, int(config.postgres_timeout_s)),
-                        "options": f"-c search_path={config.postgres_schema}"},
+                config.url, min_size=1, max_size=config.pool_size, open=False,
+                timeout=config.timeout_s, check=ConnectionPool.check_connection,
+                kwargs={"autocommit": True, "connect_timeout": max(1, int(config.timeout_s)),
+                        "options": f"-c search_path={config.schema_name}"},
                 configure=lambda conn: setattr(conn, "row_factory", _row_factory),
-                name=f"lens-{config.postgres_schema}",
+                name=f"lens-{config.schema_name}",
             )
             pool.open(wait=False)
             _pools[key] = pool
@@ -143,7 +164,7 @@ def close_pools() -> None:
 
 def _unavailable(settings: Settings, exc: Exception) -> CatalogDatabaseUnavailableError:
     return CatalogDatabaseUnavailableError(
-        f"the catalog database (PostgreSQL at {_redacted(settings.catalog.postgres_url)}) is unavailable: "
+        f"the catalog database (PostgreSQL at {_redacted(postgres_options(settings).url)}) is unavailable: "
         f"{str(exc).strip() or type(exc).__name__}; nothing was changed, try again later")
 
 
@@ -190,7 +211,7 @@ class PgConnection:
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 raise CatalogBusyError(
                     "another worker is writing to the catalog (waited "
-                    f"{self.settings.catalog.postgres_timeout_s:g} s for its lock); try again later") from None
+                    f"{postgres_options(self.settings).timeout_s:g} s for its lock); try again later") from None
             raise _unavailable(self.settings, exc) from None
 
     def abandon(self) -> None:
@@ -219,13 +240,13 @@ def migrate(settings: Settings) -> list[str]:
     """Apply the migrations the database has not had, in order; returns their names."""
     import psycopg
 
-    config = settings.catalog
+    config = postgres_options(settings)
     applied: list[str] = []
     try:
-        with psycopg.connect(config.postgres_url, autocommit=True,
-                             connect_timeout=max(1, int(config.postgres_timeout_s))) as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{config.postgres_schema}"')
-            conn.execute(f'SET search_path = "{config.postgres_schema}"')
+        with psycopg.connect(config.url, autocommit=True,
+                             connect_timeout=max(1, int(config.timeout_s))) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{config.schema_name}"')
+            conn.execute(f'SET search_path = "{config.schema_name}"')
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS lens_migrations (version INTEGER PRIMARY KEY, "
@@ -264,6 +285,8 @@ class PostgresCatalog(Catalog):
     """Catalog with its tables in PostgreSQL; `settings.catalog_dir` is only a local cache
     (thumbnails and images written out for send_file and re-ranking, faiss files)."""
 
+    Options = PostgresOptions
+
     @classmethod
     def open(cls, settings: Settings, embedder, *, create: bool = False) -> PostgresCatalog | None:
         conn = PgConnection(settings)
@@ -273,7 +296,7 @@ class PostgresCatalog(Catalog):
                 return None
             if not create:
                 raise CatalogSchemaError(
-                    f"the catalog database schema {settings.catalog.postgres_schema} is at migration {version}, "
+                    f"the catalog database schema {postgres_options(settings).schema_name} is at migration {version}, "
                     f"this lens needs {_required_version()}: run `lens db migrate`")
             migrate(settings)
         meta = cls._meta_row(conn)
@@ -284,7 +307,7 @@ class PostgresCatalog(Catalog):
             conn.execute("INSERT INTO meta (key, value) VALUES ('catalog', ?) ON CONFLICT (key) DO NOTHING",
                          (json.dumps(meta),))
             meta = cls._meta_row(conn)  # another worker may have created it first
-        check_embedder(meta, embedder, f"in PostgreSQL schema {settings.catalog.postgres_schema}")
+        check_embedder(meta, embedder, f"in PostgreSQL schema {postgres_options(settings).schema_name}")
         folder = settings.catalog_dir
         (folder / "thumbs").mkdir(parents=True, exist_ok=True)
         return cls(folder, settings, embedder, conn, meta)
@@ -316,7 +339,7 @@ class PostgresCatalog(Catalog):
     def _begin_transaction(self) -> None:
         self._conn.execute("BEGIN")
         try:
-            timeout_ms = int(self.settings.catalog.postgres_timeout_s * 1000)
+            timeout_ms = int(postgres_options(self.settings).timeout_s * 1000)
             self._conn.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
             # The one write lock: every writer, on any machine, takes this row first.
             self._conn.execute("SELECT value FROM meta WHERE key = 'generation' FOR UPDATE")
@@ -381,7 +404,7 @@ class PostgresCatalog(Catalog):
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
-        out["catalog_dir"] = f"postgres schema {self.settings.catalog.postgres_schema}"
+        out["catalog_dir"] = f"postgres schema {postgres_options(self.settings).schema_name}"
         out["disk_bytes"] = int(self._conn.execute(
             "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"

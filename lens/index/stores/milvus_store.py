@@ -1,11 +1,11 @@
 """Vectors in a Milvus collection (pymilvus MilvusClient): one copy that every worker searches,
 instead of a faiss index in each worker's memory.
 
-`vectors.milvus_uri` names the server (`http://milvus:19530` in a fleet) or a Milvus Lite file
+`vectors.options.uri` names the server (`http://milvus:19530` in a fleet) or a Milvus Lite file
 (a path ending in .db; empty = `<catalog_dir>/vectors.milvus.db`, for one process and tests).
 The collection has an INT64 primary key (the catalog's image id) and one FLOAT_VECTOR field,
 inner-product metric (vectors are L2-normalised, so scores are the cosine similarities faiss
-gives), and an HNSW, IVF_FLAT or FLAT index (`vectors.milvus_index`).
+gives), and an HNSW, IVF_FLAT or FLAT index (`vectors.options.index`).
 
 Writes follow the catalog's transaction: add/remove only buffer; `prepare_save` upserts the
 added vectors before the metadata commits (an upsert by id, so a retried or repeated write
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, SecretStr
 
 from lens.config import Settings
 from lens.index.stores import VectorSource, VectorStoreUnavailableError
+from lens.registry import BackendOptions
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +41,43 @@ INDEX_TYPES = {"hnsw": "HNSW", "ivf": "IVF_FLAT", "flat": "FLAT"}
 KINDS = {v: k for k, v in INDEX_TYPES.items()}
 
 
+class MilvusOptions(BackendOptions):
+    """`[vectors.options]` / LENS_VECTORS__OPTIONS__<NAME> for vectors.backend = "milvus"."""
+
+    # A Milvus server (http://milvus:19530) or a Milvus Lite file (*.db); empty = the Milvus
+    # Lite file <catalog_dir>/vectors.milvus.db, which one process at a time may open.
+    uri: str = ""
+    token: SecretStr | None = None
+    # One collection per catalog: name another one to keep two catalogs on one server.
+    collection: str = Field("lens_catalog", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    # The collection's index, built per segment by Milvus: HNSW (M / efConstruction / efSearch
+    # from the index section, as for faiss), IVF_FLAT (ivf_nlist lists per segment, nprobe from
+    # index.ivf_nprobe) or FLAT (exact).
+    index: Literal["hnsw", "ivf", "flat"] = "hnsw"
+    ivf_nlist: int = Field(1024, ge=1, le=65536)
+    # "Strong": a search sees every save committed before it, from any process (it waits for
+    # the server's time tick); "Bounded"/"Eventually" answer sooner but may miss a write of
+    # the last seconds.
+    consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Strong"
+    # Seconds a Milvus call may take before it fails (503 vectors_unavailable).
+    timeout_s: float = Field(10.0, gt=0)
+
+
 class MilvusStore:
     name = "milvus"
+    Options = MilvusOptions
 
     def __init__(self, settings: Settings, folder: Path, dim: int, source: VectorSource) -> None:
         self.settings = settings
-        self.config = settings.vectors
+        self.config = MilvusOptions.parse(settings.vectors.options)
         self.dim = dim
         self.source = source
-        self.uri = self.config.milvus_uri or str(folder / "vectors.milvus.db")
-        self.collection = self.config.milvus_collection
+        self.uri = self.config.uri or str(folder / "vectors.milvus.db")
+        self.collection = self.config.collection
         self._pending_add: dict[int, np.ndarray] = {}
         self._pending_remove: set[int] = set()
         self._count = 0
-        self.kind = self.config.milvus_index
+        self.kind = self.config.index
         self._client = self._call("connect", self._connect)
         self._ensure_collection()
 
@@ -60,8 +85,8 @@ class MilvusStore:
     def _connect(self):
         from pymilvus import MilvusClient
 
-        token = self.config.milvus_token.get_secret_value() if self.config.milvus_token else ""
-        return MilvusClient(self.uri, token=token, timeout=self.config.milvus_timeout_s)
+        token = self.config.token.get_secret_value() if self.config.token else ""
+        return MilvusClient(self.uri, token=token, timeout=self.config.timeout_s)
 
     def _call(self, what: str, fn, *args, **kwargs) -> Any:
         from pymilvus.exceptions import MilvusException
@@ -85,7 +110,7 @@ class MilvusStore:
             params.add_index(field_name=VECTOR_FIELD, index_type=INDEX_TYPES[self.kind], metric_type="IP",
                              params=self._build_params())
             self._call("create the collection", client.create_collection, self.collection, schema=schema,
-                       index_params=params, consistency_level=self.config.milvus_consistency)
+                       index_params=params, consistency_level=self.config.consistency)
             log.info("created Milvus collection %s (%s, dim %d)", self.collection, INDEX_TYPES[self.kind], self.dim)
         else:
             description = self._call("describe the collection", client.describe_collection, self.collection)
@@ -95,7 +120,7 @@ class MilvusStore:
 
                 raise CatalogMismatchError(
                     f"Milvus collection {self.collection} at {_redacted(self.uri)} holds {dims[0]}-d vectors, but the "
-                    f"catalog's embedder makes {self.dim}-d ones; set vectors.milvus_collection to another name")
+                    f"catalog's embedder makes {self.dim}-d ones; set vectors.options.collection to another name")
             index = self._call("describe the index", client.describe_index, self.collection, VECTOR_FIELD)
             existing = KINDS.get(str(index.get("index_type", "")).upper())
             if existing and existing != self.kind:
@@ -109,7 +134,7 @@ class MilvusStore:
         if self.kind == "hnsw":
             return {"M": index.hnsw_m, "efConstruction": index.hnsw_ef_construction}
         if self.kind == "ivf":
-            return {"nlist": self.config.milvus_ivf_nlist}
+            return {"nlist": self.config.ivf_nlist}
         return {}
 
     def _search_params(self, k: int) -> dict[str, Any]:
@@ -117,7 +142,7 @@ class MilvusStore:
         if self.kind == "hnsw":
             return {"metric_type": "IP", "params": {"ef": max(index.hnsw_ef_search, k)}}
         if self.kind == "ivf":
-            return {"metric_type": "IP", "params": {"nprobe": min(index.ivf_nprobe, self.config.milvus_ivf_nlist)}}
+            return {"metric_type": "IP", "params": {"nprobe": min(index.ivf_nprobe, self.config.ivf_nlist)}}
         return {"metric_type": "IP", "params": {}}
 
     def _server_count(self) -> int:
@@ -190,7 +215,7 @@ class MilvusStore:
         fetch = min(k, MAX_TOPK)
         hits = self._call("search", self._client.search, self.collection, data=[q.tolist() for q in queries],
                           limit=fetch, output_fields=["id"], search_params=self._search_params(fetch),
-                          consistency_level=self.config.milvus_consistency)
+                          consistency_level=self.config.consistency)
         scores = np.full((len(queries), fetch), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), fetch), -1, dtype=np.int64)
         for row, found in enumerate(hits):
