@@ -119,6 +119,8 @@ def test_postgres_answers_as_sqlite_does(tmp_path, schema, embedder, stamps, sta
 
 
 def test_thumbnails_and_images_come_from_the_database(tmp_path, schema, embedder, stamps):
+    from lens.index.postgres import read_thumbnail
+
     writer = open_catalog(pg_settings(tmp_path, schema, "writer"), embedder, create=True)
     item = writer.add_image(stamps[0].path, title="one")
     writer.add_reference_image(item, stamps[1].path.read_bytes())
@@ -127,6 +129,8 @@ def test_thumbnails_and_images_come_from_the_database(tmp_path, schema, embedder
     reader = open_catalog(pg_settings(tmp_path, schema, "reader"), embedder)
     jpeg = reader.thumbnail_bytes(item)
     assert jpeg[:3] == b"\xff\xd8\xff"
+    # What the gateway serves, without a catalog or an embedder of its own.
+    assert read_thumbnail(pg_settings(tmp_path, schema, "gateway"), item) == jpeg
     assert reader.thumbnail_path(item).read_bytes() == jpeg
     paths = reader.image_paths(item)
     assert len(paths) == 2 and all(p.startswith(str(tmp_path / "reader")) for p in paths)
@@ -135,6 +139,7 @@ def test_thumbnails_and_images_come_from_the_database(tmp_path, schema, embedder
     writer.save()
     with pytest.raises(ItemNotFoundError):
         reader.thumbnail_bytes(item)
+    assert read_thumbnail(pg_settings(tmp_path, schema, "gateway"), item) is None
     writer.close()
     reader.close()
 
@@ -251,4 +256,29 @@ def test_postgres_with_milvus_vectors(tmp_path, schema, embedder, stamps, stamp_
     cat.save()
     assert 1 not in [m.item_id for row in cat.search(stamp_vectors, k=5) for m in row]
     assert cat.stats()["index_vectors"] == len(stamps) - 1
+    cat.close()
+
+
+def test_a_connection_lost_mid_write_fails_clearly_and_the_next_write_goes_through(
+        tmp_path, schema, embedder, stamps, stamp_vectors):
+    """What a PostgreSQL restart does to a writer: its server process goes away mid-transaction
+    (pg_terminate_backend, so that the shared test server keeps running for everyone else)."""
+    from lens.index.postgres import CatalogDatabaseUnavailableError
+
+    cat = open_catalog(pg_settings(tmp_path, schema), embedder, create=True)
+    cat.add_images([NewItem(s.path, title=s.title) for s in stamps[:6]])
+    cat.save()
+    before = ranked(cat.search(stamp_vectors, k=5))
+    cat.add_images([NewItem(s.path, title="lost") for s in stamps[6:]])
+    writer_pid = cat._conn._txn.info.backend_pid
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (writer_pid,))
+    with pytest.raises(CatalogDatabaseUnavailableError, match="is unavailable"):
+        cat.update(1, title="lost too")
+    cat.discard()
+    assert cat.count() == 6 and cat.get(1).title == stamps[0].title
+    assert ranked(cat.search(stamp_vectors, k=5)) == before
+    cat.update(1, title="after")
+    cat.save()
+    assert cat.get(1).title == "after"
     cat.close()

@@ -54,6 +54,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations" / "postgres"
 # One advisory lock key for schema migrations (any constant: migrating processes queue on it).
 MIGRATION_LOCK = 0x6C656E73  # "lens"
 BLOB_PREFIX = "db:"
+THUMBNAIL_QUERY = ("SELECT t.jpeg FROM thumbnails t JOIN items i ON i.id = t.item_id "
+                   "WHERE t.item_id = ? AND i.parent_id IS NULL")
 
 
 class CatalogDatabaseUnavailableError(CatalogError):
@@ -365,9 +367,7 @@ class PostgresCatalog(Catalog):
 
     def thumbnail_bytes(self, item_id: int) -> bytes:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT t.jpeg FROM thumbnails t JOIN items i ON i.id = t.item_id "
-                "WHERE t.item_id = ? AND i.parent_id IS NULL", (int(item_id),)).fetchone()
+            row = self._conn.execute(THUMBNAIL_QUERY, (int(item_id),)).fetchone()
         if row is None:
             raise ItemNotFoundError(f"no catalog item with id {item_id}")
         return bytes(row[0])
@@ -410,6 +410,16 @@ class PostgresCatalog(Catalog):
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'"
         ).fetchone()[0])
         return out
+
+
+def read_thumbnail(settings: Settings, item_id: int) -> bytes | None:
+    """An item's thumbnail JPEG read without opening the catalog (the gateway serves it so);
+    None for an unknown item or a database with no catalog yet."""
+    conn = PgConnection(settings)
+    if schema_version(conn) == 0:
+        return None
+    row = conn.execute(THUMBNAIL_QUERY, (int(item_id),)).fetchone()
+    return bytes(row[0]) if row else None
 
 
 def _redacted(url: str) -> str:
