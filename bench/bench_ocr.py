@@ -194,7 +194,27 @@ def _rss_mb() -> float:
 
 
 def run(ctx: BenchContext) -> list[Table]:
-    return run_rendered(ctx) + run_icdar(ctx)
+    return run_rendered(ctx) + run_icdar(ctx) + run_easyocr_examples(ctx)
+
+
+def run_easyocr_examples(ctx: BenchContext) -> list[Table]:
+    from bench.easyocr_examples import evaluate, examples_dir
+    from lens.config import load_settings
+    from lens.ocr import create_ocr
+
+    folder = examples_dir()
+    title = "EasyOCR's published example photos: word recall (default OCR settings)"
+    if folder is None:
+        return [Table(title, ["note"], [["BENCH_EASYOCR_EXAMPLES (JaidedAI/EasyOCR examples/) not set"]])]
+    settings = load_settings(ocr={"threads": 1})
+    ocr = create_ocr(settings)
+    ocr.warm_up()
+    rows = [[name, found, wanted, round(found / wanted, 3), read, " ".join(missed) or "-"]
+            for name, found, wanted, read, missed in evaluate(ocr, settings, folder)]
+    found, wanted = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    rows.append(["all", found, wanted, round(found / wanted, 3), sum(r[4] for r in rows), "-"])
+    return [Table(title, ["photo", "found", "in photo", "recall", "units read", "missed"], rows,
+                  notes="bench/easyocr_examples.py: our transcriptions; Latin words of 2+ characters, CJK characters one by one.")]
 
 
 # (label, backend, OCR settings): the settings before this bench existed, the detection sizes

@@ -10,6 +10,7 @@ psycopg 3 connection pool, and keeps in tables what the SQLite catalog keeps in 
     items         as in SQLite (vector BYTEA)
     thumbnails    item_id -> 256 px JPEG
     blobs         content_hash -> the bytes of every added image (reference images for re-ranking)
+    local_features  content_hash -> its RootSIFT keypoints for re-ranking (as in SQLite)
 
 Writes: one transaction from the first change to `save()`. Taking it locks the meta row
 (`SELECT ... FOR UPDATE`), so writers on different machines queue behind each other for at most
@@ -381,26 +382,19 @@ class PostgresCatalog(Catalog):
                 tmp.write_bytes(data)
         return path
 
-    def image_paths(self, item_id: int) -> list[str]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT image_path FROM items WHERE (id = ? OR parent_id = ?) AND image_path IS NOT NULL ORDER BY id",
-                (int(item_id), int(item_id)),
-            ).fetchall()
-        paths = []
-        for (reference,) in rows:
-            name = str(reference).removeprefix(BLOB_PREFIX)
-            path = self.folder / "images" / name[:2] / name
-            if not path.is_file():
-                row = self._conn.execute("SELECT data FROM blobs WHERE content_hash = ?",
-                                         (name.rsplit(".", 1)[0],)).fetchone()
-                if row is None:
-                    continue
+    def _image_file(self, reference: str) -> str:
+        """Images live in the blobs table: written out to this machine's cache on first use."""
+        if not str(reference).startswith(BLOB_PREFIX):
+            return super()._image_file(reference)
+        name = str(reference).removeprefix(BLOB_PREFIX)
+        path = self.folder / "images" / name[:2] / name
+        if not path.is_file():
+            row = self._conn.execute("SELECT data FROM blobs WHERE content_hash = ?", (name.rsplit(".", 1)[0],)).fetchone()
+            if row is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_output(path) as tmp:
                     tmp.write_bytes(bytes(row[0]))
-            paths.append(str(path))
-        return paths
+        return str(path)
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
