@@ -282,3 +282,18 @@ def test_a_connection_lost_mid_write_fails_clearly_and_the_next_write_goes_throu
     cat.save()
     assert cat.get(1).title == "after"
     cat.close()
+
+
+def test_reranking_reads_reference_images_and_their_features_from_the_database(tmp_path, schema, embedder, stamps):
+    writer = open_catalog(pg_settings(tmp_path, schema, "writer"), embedder, create=True)
+    item = writer.add_image(stamps[0].path.read_bytes(), title="one")
+    writer.save()
+    reader = open_catalog(pg_settings(tmp_path, schema, "reader"), embedder)
+    ((content_hash, path, params, data),) = reader.reference_images(item)
+    assert path.startswith(str(tmp_path / "reader")) and Path(path).read_bytes() == stamps[0].path.read_bytes()
+    assert params and data  # computed at add time, stored beside the item
+    writer.remove([item])
+    writer.save()
+    assert reader.reference_images(item) == []
+    writer.close()
+    reader.close()
