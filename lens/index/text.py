@@ -10,7 +10,7 @@ new ones added; nothing else is re-embedded (a digest per item says what changed
 or unreadable file, or one written by another text embedder, is rebuilt from the catalog. So a
 write never pays for the text model, and analyze never loads it.
 
-Scoring (documented in docs/search.md): an item's text score is
+Scoring (docs/search.md): an item's text score is
     embedding_weight * cosine(query, item) + (1 - embedding_weight) * keyword score
 where the keyword score is lens.index.keywords' typo-tolerant word match in [0, 1].
 """
