@@ -27,6 +27,7 @@ from lens import __version__
 from lens.config import IndexConfig, Settings, get_settings
 from lens.geometry import scale_box
 from lens.image import DecodedImage, crop_box, resize_max_side
+from lens.stages import BRANCH_NAMES, is_enabled
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
 
 
@@ -141,21 +142,22 @@ class Pipeline:
 
         return self._stage("translate", lambda: create_translation_service(self.settings))
 
-    def warm_up(self, regions: bool = True, text: bool = True) -> None:
-        """Load the configured models now and run each once, so that the first photo does not
-        pay seconds of loading (call it from a background thread at server/worker start)."""
+    def warm_up(self, branches: tuple[str, ...] = BRANCH_NAMES) -> None:
+        """Load the configured models of these branches now and run each once, so that the first
+        photo does not pay seconds of loading (call it from a background thread at server/worker
+        start)."""
         s = self.settings
         stages = []
-        if regions:
-            stages += [self.detector] if s.detect.backend != "none" else []
-            stages += [self.saliency] if s.saliency.backend != "none" else []
+        if "regions" in branches:
+            stages += [self.detector] if is_enabled(s, "detect") else []
+            stages += [self.saliency] if is_enabled(s, "saliency") else []
             stages += [self.embedder, self.catalog]
-        if text and s.ocr.backend != "none":
+        if "text" in branches and is_enabled(s, "ocr"):
             from lens.langid import warm_up as warm_up_langid
 
             warm_up_langid()
             stages.append(self.ocr)
-            stages += [self.translation] if s.translate.backend != "none" else []
+            stages += [self.translation] if is_enabled(s, "translate") else []
         for stage in stages:
             warm_up = getattr(stage, "warm_up", None)
             if warm_up is not None:
@@ -185,17 +187,17 @@ class Pipeline:
             return f"{backend}:models-{models}:params-{_digest(params)}"
 
         versions = {"lens": __version__}
-        if s.detect.backend != "none":
+        if is_enabled(s, "detect"):
             versions["detect"] = version("detect", s.detect.backend, s.detect.model_dump(mode="json"), s.detect.model_path)
-        if s.saliency.backend != "none":
+        if is_enabled(s, "saliency"):
             versions["saliency"] = version("saliency", s.saliency.backend, s.saliency.model_dump(mode="json"))
         versions["regions"] = f"params-{_digest([s.regions.model_dump(mode='json'), s.limits.work_max_side])}"
         versions["embed"] = version("embed", s.embed.backend, [s.embed.backend, str(s.embed.model_path or "")],
                                     s.embed.model_path)
         versions["index"] = f"params-{_digest([s.index.model_dump(mode='json'), s.rerank.model_dump(mode='json')])}"
-        if s.ocr.backend != "none":
+        if is_enabled(s, "ocr"):
             versions["ocr"] = version("ocr", s.ocr.backend, s.ocr.model_dump(mode="json"))
-        if s.translate.backend != "none":
+        if is_enabled(s, "translate"):
             versions["translate"] = version("translate", s.translate.backend, s.translate.model_dump(mode="json"))
         return versions
 
@@ -208,13 +210,13 @@ class Pipeline:
         s = self.settings
         work, factor = resize_max_side(image.rgb, s.limits.work_max_side)
         saliency_future = None
-        if s.saliency.backend != "none":
+        if is_enabled(s, "saliency"):
             # Beside detection, on the other core: the two read the same work image, share
             # nothing else, and both release the GIL (OpenCV, onnxruntime, torch).
             saliency = self.saliency
             saliency_future = self._side_pool().submit(self._saliency_map, saliency, work, timer)
         detections: list[Detection] = []
-        if s.detect.backend != "none":
+        if is_enabled(s, "detect"):
             with timer.stage("detect"):
                 detections = self.detector.detect(work)
         saliency_map = saliency_future.result() if saliency_future is not None else None
@@ -325,7 +327,7 @@ class Pipeline:
                 for b in blocks
             ]
         target = options.target_lang or self.settings.translate.default_target
-        if self.settings.translate.backend != "none" and blocks:
+        if is_enabled(self.settings, "translate") and blocks:
             with timer.stage("translate"):
                 blocks = self.translation.translate_blocks(blocks, target)
         return blocks
@@ -335,7 +337,7 @@ class Pipeline:
         options = options or AnalyzeOptions()
         timer = Timer()
         want_regions = options.regions
-        want_text = options.text and self.settings.ocr.backend != "none"
+        want_text = options.text and is_enabled(self.settings, "ocr")
         regions: list[Region] = []
         blocks: list[TextBlock] = []
         with timer.stage("total"):

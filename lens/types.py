@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 Point = tuple[float, float]
-RegionKind = Literal["object", "salient", "manual"]
+RegionKind = Literal["object", "salient"]
 
 SCHEMA_VERSION = "1"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from lens import __version__
 from lens.config import LimitsConfig, TextSearchConfig
+from lens.stages import PROGRESS
 from lens.types import AnalyzeResult, Match
-from workers.jobs import STAGES
 
 REF = "#/components/schemas/{model}"
 
@@ -49,10 +49,10 @@ JOB = {
         "image_id": {"type": "string"},
         "created": {"type": "number"},
         "cached": {"type": "boolean"},
-        "stage": {"enum": list(STAGES), "description": "the latest stage the job entered"},
+        "stage": {"enum": list(PROGRESS), "description": "the latest stage the job entered"},
         "stages": {"type": "array", "description": "every stage entered, oldest first", "items": {
             "type": "object", "required": ["stage", "at"],
-            "properties": {"stage": {"enum": list(STAGES)}, "at": {"type": "number"}}}},
+            "properties": {"stage": {"enum": list(PROGRESS)}, "at": {"type": "number"}}}},
         "result": _ref("AnalyzeResult"),
     },
 }
