@@ -70,6 +70,14 @@ def honest_matches(region: Region, matches: list[Match], config: IndexConfig) ->
     return region.model_copy(update=update)
 
 
+def combine_multisearch(shortlist: list[Match], text_scores: dict[int, float], text_weight: float) -> list[Match]:
+    """An image search's shortlist re-scored by words: (1 - text_weight) * its image score +
+    text_weight * the item's text score (0 for an item the words do not reach), best first."""
+    rescored = [m.model_copy(update={"score": round((1 - text_weight) * m.score + text_weight * text_scores.get(m.item_id, 0.0), 4)})
+                for m in shortlist]
+    return sorted(rescored, key=lambda m: -m.score)
+
+
 class Pipeline:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -298,11 +306,7 @@ class Pipeline:
         index.sync(catalog)
         text_scores = {h.item_id: h.score for h in index.search(query, len(shortlist),
                                                                   restrict=[m.item_id for m in shortlist])}
-        weight = config.multisearch_text_weight
-        rescored = [m.model_copy(update={"score": round((1 - weight) * m.score + weight * text_scores.get(m.item_id, 0.0), 4)})
-                    for m in shortlist]
-        rescored.sort(key=lambda m: -m.score)
-        return rescored[:k]
+        return combine_multisearch(shortlist, text_scores, config.multisearch_text_weight)[:k]
 
     def _require_catalog(self):
         catalog = self.catalog
