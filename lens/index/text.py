@@ -90,7 +90,7 @@ class TextIndex:
         self.embedder = embedder
         self.config = config
         self._lock = threading.Lock()
-        self._synced_writes: int | None = None
+        self._synced_writes: tuple | None = None
         self._ids = np.zeros(0, dtype=np.int64)
         self._vectors = np.zeros((0, int(embedder.dim)), dtype=np.float32)
         self._keywords = KeywordIndex([], [])
@@ -108,7 +108,9 @@ class TextIndex:
         from lens.index.catalog import committed_writes
 
         with self._lock:
-            writes = committed_writes(catalog.folder) or 0
+            # Which catalog (a folder rebuilt from scratch counts its writes from 0 again) and
+            # which of its states.
+            writes = (catalog.meta.get("created_at"), committed_writes(catalog.folder) or 0)
             if writes == self._synced_writes:
                 return False
             items = catalog.item_texts()
