@@ -287,3 +287,16 @@ def test_analyze_never_loads_the_text_model(grocery_catalog, bus_jpg):
     result = pipeline.analyze(decode_image(Path(bus_jpg).read_bytes()), AnalyzeOptions(text=False))
     assert result.regions and "catalog" in pipeline._stages
     assert "textembed" not in pipeline._stages and "text_index" not in pipeline._stages
+
+
+def test_minilm_options_name_a_model_folder_and_a_typo_is_refused(text_embedder):
+    from lens.config import ConfigError
+    from lens.models import require
+    from lens.textembed import create_text_embedder
+
+    with pytest.raises(ConfigError, match="textembed backend 'minilm' options: model_folder"):
+        load_settings(text_search={"options": {"model_folder": "/tmp"}})
+    folder = require("all-minilm-l6-v2", load_settings()).parent
+    other = create_text_embedder(load_settings(text_search={"options": {"model_dir": str(folder)}}))
+    assert other.version == f"{folder}:mean-pool-l2-v1"
+    assert np.allclose(other.embed_texts(["oat milk"]), text_embedder.embed_texts(["oat milk"]), atol=1e-5)
