@@ -20,6 +20,7 @@ issue 15, measured in the same run.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +45,16 @@ QUICK_PHOTOS = 16
 BEFORE_ISSUE_15: dict = dict(
     weight_confidence=1.0, weight_mass=1.0, weight_mean=0.5, weight_contrast=4.0, weight_size=0.0,
     min_relative_score=0.35, edge_min_area=0.0, min_dot_distance=0.0, whole_min_confidence=1.01,
-    detection_duplicate_iou=0.3,
+    detection_duplicate_iou=0.3, detection_keep_confidence=0.5,
 )
+# The defaults of the first issue-15 round (recall 0.773 on the report half), before a detection
+# at >= 0.25 was sure of a dot (0.5 then; the first dot now never gives way to it, here too).
+FIRST_ROUND: dict = dict(detection_keep_confidence=0.5)
 # The best setting for the learned map found by the same search as the defaults (tuning half,
 # OSIE-validation constraint); see RegionConfig.
 LEARNED_RETUNED: dict = dict(
     weight_confidence=1.0, weight_contrast=0.0, weight_saliency_contrast=0.0, weight_mass=2.0, weight_mean=0.0,
-    weight_size=0.0, min_relative_score=0.5, edge_min_area=0.0,
+    weight_size=0.0, min_relative_score=0.5, edge_min_area=0.0, detection_keep_confidence=0.5,
 )
 
 
@@ -284,6 +288,7 @@ def settings_rows() -> list[DotSetting]:
         DotSetting("before issue 15 (ssd 0.25, spectral)", "opencv-ssd", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("before issue 15 ranking, yolov3-tiny 0.25", "ultralytics", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("before issue 15 ranking, fusion 0.25", "fusion", 0.25, "spectral-residual", BEFORE_ISSUE_15),
+        DotSetting("first round of issue 15 (keep detections >= 0.5)", regions=FIRST_ROUND),
         DotSetting("default now"),
         DotSetting("default ranking, ssd 0.25", "opencv-ssd", 0.25),
         DotSetting("default ranking, yolov3-tiny 0.15", "ultralytics", 0.15),
@@ -323,42 +328,124 @@ def detector_table(branch: RegionBranch, halves: dict[str, list[LabelledPhoto]])
     )
 
 
-def camera_table(ctx: BenchContext, count: int) -> Table:
-    """OSIE photos upscaled to 4032 x 3024 (a 12 MP phone photo) against their 1024 px copy, through
-    Pipeline.find_regions (downscale, detect, saliency, select; no catalog search)."""
+def _pil_bilinear_resize(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """lens.image.resize_max_side before issue 15's second round (PIL bilinear), for the camera
+    table's "before" row."""
     from PIL import Image
 
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb, 1.0
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)), scale
+
+
+def camera_table(ctx: BenchContext, count: int) -> Table:
+    """OSIE photos upscaled to 4032 x 3024 (a 12 MP phone photo) against their 1024 px copy, through
+    Pipeline.find_regions (downscale, detect, saliency, select; no catalog search), with the work
+    copy made by PIL's bilinear resize (before) and by OpenCV's area average (now)."""
+    from PIL import Image
+
+    import lens.pipeline
     from bench import OSIE_DIR
-    from lens.image import DecodedImage
+    from lens.image import DecodedImage, resize_max_side
     from lens.pipeline import AnalyzeOptions, Pipeline, Timer
 
     branch = RegionBranch(ctx)
     pipeline = Pipeline(branch.settings())
     options = AnalyzeOptions(search=False, text=False)
-    ms: dict[str, list[float]] = {"camera": [], "copy": []}
-    same = 0
+    resizers = {"PIL bilinear (before)": _pil_bilinear_resize, "OpenCV area (now)": resize_max_side}
+    ms = {name: {"camera": [], "copy": []} for name in resizers}
+    same = dict.fromkeys(resizers, 0)
     photos = sorted((OSIE_DIR / "stimuli").glob("*.jpg"))[::37][:count]
-    for path in photos:
-        camera = Image.open(path).convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC)
-        dots = {}
-        for kind, im in (("camera", camera), ("copy", camera.resize((1024, 768), Image.Resampling.LANCZOS))):
-            image = DecodedImage(rgb=np.asarray(im), sha256="0" * 64, format="JPEG")
-            pipeline.find_regions(image, options, Timer())  # warm-up, and the models load
-            start = time.perf_counter()
-            regions = pipeline.find_regions(image, options, Timer())
-            ms[kind].append((time.perf_counter() - start) * 1e3)
-            dots[kind] = [tuple(v / s for v, s in zip(r.box, (im.width, im.height) * 2, strict=True)) for r in regions]
-        a, b = dots["camera"], dots["copy"]
-        same += len(a) == len(b) and all(max(iou(x, y) for y in b) >= 0.8 for x in a)
-    camera_ms, copy_ms = float(np.median(ms["camera"])), float(np.median(ms["copy"]))
+    try:
+        for path in photos:
+            camera = Image.open(path).convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC)
+            copy = camera.resize((1024, 768), Image.Resampling.LANCZOS)
+            for name, resizer in resizers.items():  # taking turns photo by photo, so load hits both alike
+                lens.pipeline.resize_max_side = resizer
+                dots = {}
+                for kind, im in (("camera", camera), ("copy", copy)):
+                    image = DecodedImage(rgb=np.asarray(im), sha256="0" * 64, format="JPEG")
+                    pipeline.find_regions(image, options, Timer())  # warm-up, and the models load
+                    start = time.perf_counter()
+                    regions = pipeline.find_regions(image, options, Timer())
+                    ms[name][kind].append((time.perf_counter() - start) * 1e3)
+                    dots[kind] = [tuple(v / s for v, s in zip(r.box, (im.width, im.height) * 2, strict=True)) for r in regions]
+                a, b = dots["camera"], dots["copy"]
+                same[name] += len(a) == len(b) and all(max(iou(x, y) for y in b) >= 0.8 for x in a)
+    finally:
+        lens.pipeline.resize_max_side = resize_max_side
+    rows = []
+    for name in resizers:
+        camera_ms, copy_ms = float(np.median(ms[name]["camera"])), float(np.median(ms[name]["copy"]))
+        rows.append([name, pipeline.settings.limits.work_max_side, f"{same[name]}/{len(photos)}", camera_ms, copy_ms,
+                     camera_ms / copy_ms])
     return Table(
         title=f"Camera-size photos: {len(photos)} OSIE photos at 4032 x 3024 and their 1024 x 768 copy",
-        columns=["work_max_side", "same dots (count, each at IoU >= 0.8 with one of the other's)", "camera median ms", "copy median ms", "camera / copy"],
-        rows=[[pipeline.settings.limits.work_max_side, f"{same}/{len(photos)}", camera_ms, copy_ms, camera_ms / copy_ms]],
+        columns=["downscale to the work copy", "work_max_side", "same dots (count, each at IoU >= 0.8 with one of the other's)",
+                 "camera median ms", "copy median ms", "camera / copy"],
+        rows=rows,
         notes=("The region branch of Pipeline.find_regions with the default settings, 1 thread; the camera photo's "
-               "time includes its downscale. Upscaled with PIL bicubic; the copy is the camera photo downscaled with "
-               "Lanczos. Shared machine: read the ratio."),
+               "time includes its downscale (the copy needs none). Upscaled with PIL bicubic; the copy is the camera "
+               "photo downscaled with Lanczos. Shared machine: read the ratio."),
     )
+
+
+def grocery_tables(ctx: BenchContext, quick: bool) -> list[Table]:
+    """What more dots cost and buy on GroceryStore: the retrieval issue's measures (first-dot top-1,
+    any-dot top-5, iconic-only catalog, the default embedder and re-ranking) on the report half
+    (odd lines of val.txt), and the region branch's median ms (detect + saliency + select + embed
+    + search + rerank) on 20 tuning-half photos, for the first round's RegionConfig and now."""
+    from bench.bench_grocery import (
+        MemoisedStage,
+        analyse,
+        catalog_items,
+        region_latency,
+        split,
+        summarise,
+    )
+    from lens.config import REPO_ROOT, load_settings
+    from lens.embed import create_embedder
+    from lens.index import open_catalog
+    from lens.pipeline import Pipeline
+
+    configs = {"first round of issue 15 (keep detections >= 0.5)": {"regions": FIRST_ROUND}, "default now": {}}
+    photos = split("val")
+    report = [p for p in photos if p.half == "report"][:: 7 if quick else 1]
+    tuning = [p for p in photos if p.half == "tune"][: 4 if quick else 20]
+    base = load_settings(data_dir=ctx.work_dir / "data", models_dir=REPO_ROOT / "var" / "models")
+    probe = Pipeline(base)
+    shared = {"detect": MemoisedStage(probe.detector, "detect"), "saliency": MemoisedStage(probe.saliency, "map")}
+    embedder = create_embedder(base)
+    rows = []
+    with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
+        settings = {name: load_settings(data_dir=tmp, models_dir=REPO_ROOT / "var" / "models",
+                                        index={"min_score": 0.0, "match_floor": -1.0}, ocr={"backend": "none"},
+                                        translate={"backend": "none"}, **overrides)
+                    for name, overrides in configs.items()}
+        catalog = open_catalog(next(iter(settings.values())), embedder, create=True)
+        catalog.add_images(catalog_items(0), join_external_id=True)
+        catalog.save()
+        catalog.close()
+        for name, s in settings.items():
+            pipeline = Pipeline(s)
+            pipeline._stages.update(shared)  # one detector and saliency model, their outputs memoised
+            pipeline._stages["embed"] = embedder
+            results = analyse(pipeline, report)
+            summary = summarise(results)
+            rows.append([name, len(results), summary["first dot top-1"], summary["first dot top-5"],
+                         summary["any dot top-5"], float(np.mean([len(r.dots) for r in results]))])
+    latency = region_latency(ctx, configs, tuning)
+    latency.notes += " Configurations: RegionConfig of the first issue-15 round vs now (bench_dots)."
+    return [Table(
+        title=f"GroceryStore retrieval with these dots: {len(report)} report-half val photos, iconic-only catalog",
+        columns=["setting", "photos", "first dot top-1", "first dot top-5", "any dot top-5", "dots/photo"],
+        rows=rows,
+        notes="Pipeline.analyze (text off) with the default embedder and re-ranking, matches without a score floor, "
+              "as in bench_grocery; only RegionConfig differs between the rows.",
+    ), latency]
 
 
 def run(ctx: BenchContext) -> list[Table]:
@@ -382,7 +469,8 @@ def run(ctx: BenchContext) -> list[Table]:
                      top1, top3, product, product_area,
                      float(np.median(branch.ms[f"select {setting.name}"]))])
     timing = ", ".join(f"{k} {np.median(v):.0f} ms" for k, v in branch.ms.items() if not k.startswith("select"))
-    return [detector_table(branch, {"tune": tuning, "report": report}), camera_table(ctx, 3 if ctx.quick else 8), Table(
+    return [detector_table(branch, {"tune": tuning, "report": report}), camera_table(ctx, 3 if ctx.quick else 8),
+            *grocery_tables(ctx, ctx.quick), Table(
         title=f"Dots on coco128 (tuning {len(tuning)} / report {len(report)} photos), OSIE ({len(osie)}) and GroceryStore ({len(grocery)})",
         columns=["setting", "tune recall", "tune junk", "tune crowded", "report recall", "report junk",
                  "report crowded", "report main found", "report junk dots", "report dots/photo", "OSIE top-1 fix.",

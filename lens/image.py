@@ -267,15 +267,21 @@ def load_image_file(
 
 
 def resize_max_side(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """Downscale so the longest side is at most max_side; returns (image, scale applied)."""
+    """Downscale so the longest side is at most max_side; returns (image, scale applied).
+
+    OpenCV's area average: on a 4032 x 3024 camera photo to 1024 px it took a third of the time
+    of PIL's bilinear resize (which first copies the array into a PIL image), and its pixels are
+    closer to a Lanczos copy's (mean abs difference 0.36 vs 0.55 of 255), so a camera photo's
+    dots match its 1024 px copy's more often (bench_dots' camera table)."""
+    import cv2
+
     h, w = rgb.shape[:2]
     longest = max(h, w)
     if longest <= max_side:
         return rgb, 1.0
     scale = max_side / longest
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)
-    return np.asarray(small), scale
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA), scale
 
 
 

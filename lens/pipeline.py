@@ -213,7 +213,7 @@ class Pipeline:
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
         if options.search and regions and self.catalog is not None:
-            matches = self.search_boxes(image, [r.box for r in regions], timer=timer)
+            matches = self.search_boxes(image, [r.box for r in regions], timer=timer, floor=s.index.match_floor)
             regions = [honest_matches(r, m, s.index) for r, m in zip(regions, matches, strict=True)]
         return regions
 
@@ -233,9 +233,13 @@ class Pipeline:
             return self._side
 
     def search_boxes(
-        self, image: DecodedImage, boxes: list[Box], k: int | None = None, timer: Timer | None = None
+        self, image: DecodedImage, boxes: list[Box], k: int | None = None, timer: Timer | None = None,
+        floor: float | None = None,
     ) -> list[list[Match]]:
-        """Catalog matches for each box (original-image pixels) of `image`."""
+        """Catalog matches for each box (original-image pixels) of `image`. With `floor` (the
+        caller keeps only matches scoring at least that), a crop whose best match stays below it
+        even with the largest re-ranking bonus is not re-ranked: all its matches are dropped
+        either way, so the answer is the same without the cost of verifying them."""
         timer = timer or Timer()
         catalog = self.catalog
         if catalog is None or not boxes:
@@ -252,8 +256,13 @@ class Pipeline:
                 min_score=self.settings.index.min_score,
             )
         if rerank.enabled:
+            from lens.index.rerank import max_bonus
+
+            reach = max_bonus(rerank) + 1e-3  # and the 4-decimal rounding of re-ranked scores
             with timer.stage("rerank"):
-                found = [self.reranker.rerank(crop, matches, catalog) for crop, matches in zip(crops, found, strict=True)]
+                found = [matches if floor is not None and (not matches or matches[0].score + reach < floor)
+                         else self.reranker.rerank(crop, matches, catalog)
+                         for crop, matches in zip(crops, found, strict=True)]
         return [matches[:k] for matches in found]
 
     def read_text(self, image: DecodedImage, options: AnalyzeOptions, timer: Timer) -> list[TextBlock]:

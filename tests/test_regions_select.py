@@ -162,3 +162,30 @@ def test_weak_regions_below_the_relative_cut_are_dropped():
     dets = [Detection(box=(200, 120, 440, 360), label="dog", score=0.95), Detection(box=(0, 400, 60, 470), label="cup", score=0.05)]
     regions = select_regions(rgb, dets, _map(rgb), RegionConfig(min_relative_score=0.6))
     assert [r.label for r in regions] == ["dog"]
+
+
+def test_a_kept_detection_never_takes_the_first_dots_place():
+    # Five dots, only the first undetected; a confident detection left out of them swaps in for
+    # an undetected dot, and the first is the one thing it may not take.
+    from lens.saliency.regions import _Candidate, choose
+
+    config = RegionConfig(max_regions=5, min_relative_score=0.7, detection_keep_confidence=0.25, min_dot_distance=0.0)
+    parts = {k: 0.0 for k in ("confidence", "saliency_mass", "saliency_mean", "centre", "contrast",
+                              "saliency_contrast", "size")}
+
+    def cand(x: float, score: float, detected: bool, confidence: float = 0.0) -> _Candidate:
+        size = (score - config.weight_confidence * confidence) / config.weight_size  # the score it gets
+        return _Candidate((x, 10.0, x + 40.0, 60.0), "object" if detected else "salient", "cup" if detected else None,
+                          dict(parts, confidence=confidence, size=size), detected=detected,
+                          source="detection" if detected else "segment")
+
+    pool = [cand(0, 10.0, False)] + [cand(60 * i, 9.0 - i * 0.1, True, 0.9) for i in range(1, 5)]
+    pool.append(cand(400, 3.0, True, 0.3))  # under the relative cut, but confident enough to keep
+    regions = choose(pool, config, 640, 480)
+    assert regions[0].kind == "salient" and len(regions) == 5
+    assert all(r.kind == "object" for r in regions[1:])
+    assert not any(r.box[0] == 400 for r in regions)  # no undetected dot left to swap for it
+    pool[1] = cand(60, 8.9, False)  # now an undetected second dot: the kept detection takes its place
+    regions = choose(pool, config, 640, 480)
+    assert regions[0].kind == "salient" and any(r.box[0] == 400 for r in regions)
+    assert not any(r.box[0] == 60 for r in regions)

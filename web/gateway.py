@@ -176,8 +176,9 @@ class Gateway:
         from lens.models import load_manifest
 
         s = self.settings
-        enabled = set(enabled_stages(s))
-        missing = [f"{spec.name}: {spec.how_to_get(s)}" for spec in load_manifest()
+        manifest = load_manifest()
+        enabled = set(enabled_stages(s)) & {spec.stage for spec in manifest}  # stages with model files
+        missing = [f"{spec.name}: {spec.how_to_get(s)}" for spec in manifest
                    if spec.default and spec.stage in enabled and not spec.is_ready(s)]
         if missing:
             return {"ok": False, "detail": "missing models: " + "; ".join(missing)}

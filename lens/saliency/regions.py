@@ -371,7 +371,8 @@ def choose(pool: list[_Candidate], config: RegionConfig, width: int, height: int
 def _keep_confident_detections(
     chosen: list[_Candidate], kept: list[_Candidate], config: RegionConfig
 ) -> list[_Candidate]:
-    """Swap the weakest undetected boxes in `chosen` for confident detections left out of it."""
+    """Swap the weakest undetected boxes in `chosen` for confident detections left out of it,
+    never the first dot (swapping it moved the first dot off what people look at on OSIE)."""
     missing = [
         c for c in kept
         if c.detected and c.parts["confidence"] >= config.detection_keep_confidence and c not in chosen
@@ -383,7 +384,7 @@ def _keep_confident_detections(
         if len(chosen) < config.max_regions:
             chosen.append(detection)
             continue
-        undetected = [c for c in chosen if not c.detected]
+        undetected = [c for c in chosen[1:] if not c.detected]
         if not undetected:
             break
         chosen.remove(min(undetected, key=lambda c: c.score))
