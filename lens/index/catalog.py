@@ -339,23 +339,36 @@ class Catalog:
                 if row is None or score < min_score or row["id"] in listed:
                     continue
                 listed.add(row["id"])
-                matches.append(
-                    Match(
-                        item_id=row["id"],
-                        score=round(float(score), 4),
-                        title=row["title"],
-                        thumbnail_url=thumbnail_url(row["id"]),
-                        url=row["url"],
-                        external_id=row["external_id"],
-                        metadata=json.loads(row["extra"]),
-                    )
-                )
+                matches.append(_match_from_row(row, float(score)))
                 if len(matches) == k:
                     break
             full_page = len(row_ids) > 0 and row_ids[-1] >= 0 and row_scores[-1] >= min_score
             short = short or (len(matches) < k and full_page)
             results.append(matches)
         return results, short
+
+    def matches_for(self, scored: Iterable[tuple[int, float]]) -> list[Match]:
+        """Matches for (item id, score) pairs from another index (text search), in that order;
+        ids of items removed meanwhile are skipped."""
+        scored = list(scored)
+        with self._lock:
+            rows = self._rows_by_id(i for i, _ in scored)
+        return [_match_from_row(rows[i], s) for i, s in scored if i in rows and rows[i]["parent_id"] is None]
+
+    def committed_writes(self) -> int:
+        """Saves committed so far, by any process (the counter result caches key on)."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'writes'").fetchone()
+        return int(row[0]) if row else 0
+
+    def item_texts(self) -> list[tuple[int, str, str]]:
+        """(item id, title, description) of every item, in id order: what text search reads
+        (the description from `extra`'s descriptive fields, lens.index.text.TEXT_FIELDS)."""
+        from lens.index.text import item_description
+
+        with self._lock:
+            rows = self._conn.execute("SELECT id, title, extra FROM items WHERE parent_id IS NULL ORDER BY id").fetchall()
+        return [(int(r["id"]), r["title"] or "", item_description(json.loads(r["extra"]))) for r in rows]
 
     def _rows_by_id(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(ids)
@@ -811,6 +824,18 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise CatalogBusyError(f"cannot upgrade the catalog's schema now ({exc}); try again later") from None
+
+
+def _match_from_row(row: sqlite3.Row, score: float) -> Match:
+    return Match(
+        item_id=row["id"],
+        score=round(float(score), 4),
+        title=row["title"],
+        thumbnail_url=thumbnail_url(row["id"]),
+        url=row["url"],
+        external_id=row["external_id"],
+        metadata=json.loads(row["extra"]),
+    )
 
 
 def _item_from_row(row: sqlite3.Row, images: int = 1) -> CatalogItem:
