@@ -155,6 +155,8 @@ def test_a_second_worker_sees_each_save_and_the_cache_key_moves(tmp_path, schema
     b.add_images([NewItem(s.path, title=s.title) for s in stamps[6:]])
     b.save()
     assert catalog_state(a.settings)[1] == writes + 1
+    # What the text index follows: the same counter, read through the catalog.
+    assert a.committed_writes() == b.committed_writes() == writes + 1
     assert a.count() == len(stamps)
     assert ranked(a.search(stamp_vectors, k=3)) == ranked(b.search(stamp_vectors, k=3))
     a.close()
