@@ -228,12 +228,12 @@ def region_latency(ctx: BenchContext, configs: dict[str, dict], photos: list[Pho
             pipelines[name] = Pipeline(settings)
             pipelines[name]._stages["embed"] = embedder
             if settings.rerank.enabled:
-                # Steady state: a serving process has met the catalog's images (their local
-                # features are computed once, on first use; ~10 ms per image).
+                # Steady state: a serving process has read the catalog's stored local
+                # features once (computed when the images were added).
                 catalog = pipelines[name].catalog
                 for item in catalog.items(limit=10_000):
-                    for path in catalog.image_paths(item.id):
-                        pipelines[name].reranker.reference_features(path)
+                    for row in catalog.reference_images(item.id):
+                        pipelines[name].reranker.reference_features(*row)
         for photo in photos:
             image = load_image_file(photo.path)
             for name, pipeline in pipelines.items():

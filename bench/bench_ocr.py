@@ -194,15 +194,35 @@ def _rss_mb() -> float:
 
 
 def run(ctx: BenchContext) -> list[Table]:
-    return run_rendered(ctx) + run_icdar(ctx)
+    return run_rendered(ctx) + run_icdar(ctx) + run_easyocr_examples(ctx)
+
+
+def run_easyocr_examples(ctx: BenchContext) -> list[Table]:
+    from bench.easyocr_examples import evaluate, examples_dir
+    from lens.config import load_settings
+    from lens.ocr import create_ocr
+
+    folder = examples_dir()
+    title = "EasyOCR's published example photos: word recall (default OCR settings)"
+    if folder is None:
+        return [Table(title, ["note"], [["BENCH_EASYOCR_EXAMPLES (JaidedAI/EasyOCR examples/) not set"]])]
+    settings = load_settings(ocr={"threads": 1})
+    ocr = create_ocr(settings)
+    ocr.warm_up()
+    rows = [[name, found, wanted, round(found / wanted, 3), read, " ".join(missed) or "-"]
+            for name, found, wanted, read, missed in evaluate(ocr, settings, folder)]
+    found, wanted = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    rows.append(["all", found, wanted, round(found / wanted, 3), sum(r[4] for r in rows), "-"])
+    return [Table(title, ["photo", "found", "in photo", "recall", "units read", "missed"], rows,
+                  notes="bench/easyocr_examples.py: our transcriptions; Latin words of 2+ characters, CJK characters one by one.")]
 
 
 # (label, backend, OCR settings): the settings before this bench existed, the detection sizes
 # measured on the tuning half, and the default; other backends for comparison.
 ICDAR_PLANS: list[tuple[str, str, dict]] = [
     ("rapidocr det 960, floor 0.5 (previous default)", "rapidocr",
-     {"det_max_side": 960, "det_upscale": False, "rapidocr_min_confidence": 0.5}),
-    ("rapidocr det 1600 upscaled, floor 0.5", "rapidocr", {"rapidocr_min_confidence": 0.5}),
+     {"det_max_side": 960, "det_upscale": False, "options": {"min_confidence": 0.5}}),
+    ("rapidocr det 1600 upscaled, floor 0.5", "rapidocr", {"options": {"min_confidence": 0.5}}),
     ("rapidocr det 1600 upscaled, floor 0.88 (default)", "rapidocr", {}),
 ]
 
@@ -244,7 +264,7 @@ def run_icdar(ctx: BenchContext) -> list[Table]:
                 scale_rows.append(summary_row(f"{label}: {name}", evaluate(read, halves["report"], scale)))
     # Other backends on the first 15 report photos (EasyOCR takes seconds per photo).
     few = halves["report"][:15]
-    for backend, extra in (("tesseract", {"tesseract_languages": ["en"]}), ("easyocr", {})):
+    for backend, extra in (("tesseract", {"options": {"languages": ["en"]}}), ("easyocr", {})):
         try:
             settings = load_settings(ocr={"backend": backend, "threads": 1, **extra})
             ocr = create_ocr(settings)
@@ -280,7 +300,7 @@ def run_rendered(ctx: BenchContext) -> list[Table]:
     # the default cannot read, so that the table shows where the hybrid is needed.
     plans = [
         ("rapidocr", ["en", "pt", "fr", "de", "zh", "ja", "vi", "ko"], {}),
-        ("tesseract", ["vi", "ko"], {"tesseract_languages": ["vi", "ko"]}),
+        ("tesseract", ["vi", "ko"], {"options": {"languages": ["vi", "ko"]}}),
         # 3-15 s a photo: English and Portuguese, one photo per condition.
         ("easyocr", ["en", "pt"], {"per_cell": 1}),
     ]

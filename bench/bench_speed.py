@@ -16,7 +16,8 @@ loopback; multipart upload; result cache off):
   per-stage p50/p95 from the results' timings_ms;
 - photos/s at saturation: SATURATION_CLIENTS clients in closed loops, regions + text.
 Plus the CNN work per photo (GFLOP: detector + Lite2 x the crops actually embedded) against the
-measured peak of a float32 matmul on 1 core.
+measured peak of a float32 matmul on 1 core, and the OCR's cost at each detection size
+(in-process; the text branch at 960 px also through the API, beside the default).
 Photos: OSIE, every 35th (speed only; no quality is measured here).
 """
 
@@ -42,13 +43,16 @@ from bench import OSIE_DIR, REPO_ROOT, BenchContext, Table
 BEFORE_REF = os.environ.get("BENCH_SPEED_BEFORE_REF", "aebc536")
 PHOTO_STEP = 35
 SATURATION_CLIENTS = 4
-REGION_STAGES = ("detect", "saliency", "select", "embed", "search", "regions_total", "overhead")
+REGION_STAGES = ("detect", "saliency", "select", "embed", "search", "rerank", "regions_total", "overhead")
 TEXT_STAGES = ("ocr", "langid", "translate", "text_total", "overhead")
 # Targets of issue 19, as multiples of R, through the embedded server's API.
 TARGET_REGIONS = 0.45
 TARGET_TEXT = 1.1
 TARGET_CATALOG_IMG_S = 15.0
 TARGET_COLD_START_S = 10.0
+# OCR detection sizes measured in-process: (longest side, enlarge smaller photos), the default last.
+OCR_SIZES = ((960, False), (1280, True), (1600, True))
+OCR_FAST_SIDE = 960
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -134,6 +138,32 @@ def ssd_gflop() -> float:
     return flop / 1e9
 
 
+def ocr_ms_by_size(photos: list[Path]) -> dict[tuple[int, bool], tuple[float, float, float]]:
+    """(p50 ms, p95 ms, lines read p50) of OCR per photo at each detection size, in-process, 1
+    thread, the sizes taking turns photo by photo (so that load from other processes hits all)."""
+    from lens.config import load_settings
+    from lens.image import load_image_file
+    from lens.ocr import create_ocr
+    from lens.threads import apply_thread_policy
+
+    apply_thread_policy(1)
+    readers = {size: create_ocr(load_settings(ocr={"det_max_side": size[0], "det_upscale": size[1]}))
+               for size in OCR_SIZES}
+    images = [load_image_file(p).rgb for p in photos]
+    for reader in readers.values():
+        reader.read(images[0])  # warm
+    ms: dict[tuple[int, bool], list[float]] = {size: [] for size in OCR_SIZES}
+    lines: dict[tuple[int, bool], list[int]] = {size: [] for size in OCR_SIZES}
+    for rgb in images:
+        for size, reader in readers.items():
+            start = time.perf_counter()
+            found = reader.read(rgb)
+            ms[size].append((time.perf_counter() - start) * 1e3)
+            lines[size].append(len(found))
+    return {size: (percentile(ms[size], 50), percentile(ms[size], 95), statistics.median(lines[size]))
+            for size in OCR_SIZES}
+
+
 # -- servers under test ------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -163,9 +193,9 @@ class Tree:
     """One version of the code and its own data dir (catalog, uploads)."""
 
     def __init__(self, label: str, root: Path, data_dir: Path, settings: dict[str, str] | None = None,
-                 build: bool = True) -> None:
+                 build: bool = True, saturation: bool = True) -> None:
         self.label, self.root, self.data_dir = label, root, data_dir
-        self.settings, self.build = settings or {}, build
+        self.settings, self.build, self.saturation = settings or {}, build, saturation
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LENS_")}
@@ -303,7 +333,8 @@ def run_tree(tree: Tree, photos: list[Path], warm: list[Path], quick: bool) -> d
             server.analyze(photo, text=True)
         regions = measure_latency(server, photos, text=False)
         text = measure_latency(server, photos, text=True)
-        saturation = measure_saturation(server, photos[: 4 if quick else len(photos)], SATURATION_CLIENTS)
+        saturation = measure_saturation(server, photos[: 4 if quick else len(photos)], SATURATION_CLIENTS) \
+            if tree.saturation else float("nan")
     finally:
         server.stop()
     return {"catalog_items": added, "catalog_s": build_s, "cold_s": cold_s, "regions": regions,
@@ -331,8 +362,14 @@ def run(ctx: BenchContext) -> list[Table]:
     trees.append(Tree("after", REPO_ROOT, work / "data-after"))
     # The other offline detector (YOLOv3-tiny ONNX, now on plain onnxruntime), on the same catalog.
     trees.append(Tree("after, detect=ultralytics", REPO_ROOT, work / "data-after",
-                      {"LENS_DETECT__BACKEND": "ultralytics"}, build=False))
+                      {"LENS_DETECT__BACKEND": "ultralytics"}, build=False, saturation=False))
+    # The text branch with OCR detection at 960 px, not enlarged (issue 16 owns the choice of
+    # size; lens/config.py OcrConfig.det_max_side gives its word F at each size).
+    trees.append(Tree(f"after, ocr {OCR_FAST_SIDE} px", REPO_ROOT, work / "data-after",
+                      {"LENS_OCR__DET_MAX_SIDE": str(OCR_FAST_SIDE), "LENS_OCR__DET_UPSCALE": "false"},
+                      build=False, saturation=False))
     results = {tree.label: run_tree(tree, photos, warm, ctx.quick) for tree in trees}
+    ocr_sizes = ocr_ms_by_size(photos[: 4 if ctx.quick else 10])
     ref_end = reference_ms()  # again, to show how much the machine drifted during the run
     ref = statistics.median([ref, ref_end])
 
@@ -345,7 +382,7 @@ def run(ctx: BenchContext) -> list[Table]:
         summary_rows.append([
             label, round(percentile(reg, 50)), ratio(percentile(reg, 50)), round(percentile(reg, 95)),
             round(percentile(txt, 50)), ratio(percentile(txt, 50)), round(percentile(txt, 95)),
-            round(r["saturation"], 2),
+            round(r["saturation"], 2) if r["saturation"] == r["saturation"] else "-",
             round(r["catalog_items"] / r["catalog_s"], 1) if r["catalog_items"] else "(same catalog)",
             round(r["cold_s"], 1)])
     summary = Table(
@@ -397,4 +434,12 @@ def run(ctx: BenchContext) -> list[Table]:
          ["R's own rate, GFLOP/s (5 x Lite2 / R)", round(5 * lite2 / ref * 1e3, 1)]],
         notes="FLOP = 2 x multiply-adds. Saliency, region selection and OCR are not counted "
               "(no CNN on the default regions path besides these two).")
-    return [summary, stages_table, compute]
+    ocr_table = Table(
+        "OCR detection size: the text branch's OCR per photo, in-process, 1 thread",
+        ["det_max_side", "enlarge smaller photos", "p50 ms", "x R", "p95 ms", "lines read (p50)"],
+        [[side, "yes" if upscale else "no", round(p50), ratio(p50), round(p95), lines]
+         for (side, upscale), (p50, p95, lines) in ocr_sizes.items()],
+        notes=f"The first {min(len(photos), 4 if ctx.quick else 10)} photos above; the sizes take turns photo by "
+              "photo. Word F on ICDAR 2015 at each size: lens/config.py OcrConfig.det_max_side (issue 16 "
+              "chooses the size; the text target <= 1.1 x R needs OCR well under R, beside the regions branch).")
+    return [summary, stages_table, compute, ocr_table]

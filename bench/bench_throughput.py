@@ -32,7 +32,7 @@ STAMPS = Path("/usr/share/tuxpaint/stamps")
 API_KEY = "bench-throughput-key"
 WORKER_COUNTS = (1, 2)
 CLIENT_COUNTS = (1, 2, 4)
-STAGES = ("detect", "saliency", "select", "embed", "search", "ocr", "langid", "translate")
+STAGES = ("detect", "saliency", "select", "embed", "search", "rerank", "ocr", "langid", "translate")
 
 
 def free_port() -> int:
@@ -164,6 +164,9 @@ def run(ctx: BenchContext) -> list[Table]:
     if len(photos) < per_config + warmup:
         raise RuntimeError(f"need {per_config + warmup} OSIE photos in {OSIE_DIR / 'stimuli'}")
     batch, warmup_photos = photos[:per_config], photos[per_config:per_config + warmup]
+    from bench.bench_speed import reference_ms
+
+    ref_start = reference_ms()  # R of bench_speed, so that rows compare across runs as ratios
     fleet = Fleet(ctx.work_dir / "throughput")
     rows, stage_ms = [], {s: [] for s in STAGES}
     overhead_ms: list[float] = []
@@ -193,17 +196,24 @@ def run(ctx: BenchContext) -> list[Table]:
                     overhead_ms.append(timings["total"] - branch)
     finally:
         fleet.stop()
+    ref_end = reference_ms()
+    ref = statistics.median([ref_start, ref_end])
+    for row in rows:  # photos per R (photos/s x R) and the p50 latency as a multiple of R
+        row += [round(row[3] * ref / 1e3, 2), round(row[4] * 1e3 / ref, 2)]
     total = sum(sum(v) for v in stage_ms.values()) or 1.0
     stage_rows = [[s, round(statistics.mean(v), 1), f"{100 * sum(v) / total:.1f}%"] for s, v in stage_ms.items() if v]
     stage_rows.append(["(waiting: queue, the other branch on the same worker, merge; = total - longer branch)", round(statistics.mean(overhead_ms), 1), "-"])
     return [
         Table(
             "Throughput: photos/s and end-to-end latency (gunicorn gateway, Redis, N worker processes x 1)",
-            ["workers", "clients", "photos", "photos/s", "p50 latency s", "p95 latency s"],
+            ["workers", "clients", "photos", "photos/s", "p50 latency s", "p95 latency s", "photos per R",
+             "p50 latency x R"],
             rows,
             notes=(f"The same {per_config} OSIE photos in every row, result cache off; closed-loop clients polling "
                    "every 50 ms; latency = upload to result. Both branches of a photo can run on different "
-                   "workers. Machine shared with other jobs: compare rows of one run, not across runs."),
+                   "workers. Machine shared with other jobs: compare rows of one run, not across runs, or "
+                   f"the ratios to R (bench_speed's reference: 5 Lite2 crops, torch eager, 1 thread; {ref:.0f} ms "
+                   f"in this run, end/start {ref_end / max(ref_start, 1e-9):.2f})."),
         ),
         Table(
             "Where the time goes: mean ms per photo and share of the compute time, all rows above",

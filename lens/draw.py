@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from lens.types import AnalyzeResult
 
-REGION_COLOURS = {"object": (255, 64, 64), "salient": (64, 160, 255), "manual": (255, 200, 0)}
+REGION_COLOURS = {"object": (255, 64, 64), "salient": (64, 160, 255)}
 TEXT_COLOUR = (255, 255, 255)
 
 

@@ -149,9 +149,20 @@ def looks_like_a_name(text: str) -> bool:
     return address or len(words) >= 2
 
 
-def untranslatable_reason(text: str, confidence: float | None, settings=None) -> str | None:
-    """Why a block should not be translated (a number, a price, a name, too short, language
-    unknown), in words a viewer understands; None when it should be."""
+# Why a block is not translated, as a code (TextBlock.translation_status, which the UI words
+# in the viewer's language) and in English words (TextBlock.translation_note).
+UNTRANSLATABLE = {
+    "number": "a number or a price",
+    "no_words": "no words to translate",
+    "too_short": "too short to translate",
+    "unknown_language": "its language could not be identified",
+    "name": "looks like a name",
+}
+
+
+def untranslatable_code(text: str, confidence: float | None, settings=None) -> str | None:
+    """Why a block should not be translated (a key of UNTRANSLATABLE: a number, a price, a
+    name, too short, language unknown); None when it should be."""
     if settings is None:
         from lens.config import get_settings
 
@@ -160,18 +171,24 @@ def untranslatable_reason(text: str, confidence: float | None, settings=None) ->
     text = unicodedata.normalize("NFC", text).strip()
     letters = [ch for ch in text if ch.isalpha()]
     if not letters or _PRICE.match(text):
-        return "a number or a price" if any(ch.isdigit() for ch in text) else "no words to translate"
+        return "number" if any(ch.isdigit() for ch in text) else "no_words"
     _, _, scripts = script_hint(text)
     latin = scripts.most_common(1)[0][0] == "LATIN" if scripts else False
     if not latin:
         return None
     if len(letters) < cfg.langid_min_letters:
-        return "too short to translate"
+        return "too_short"
     if confidence is None or confidence < cfg.langid_min_confidence:
-        return "its language could not be identified"
+        return "unknown_language"
     if confidence < cfg.langid_name_confidence and looks_like_a_name(text):
-        return "looks like a name"
+        return "name"
     return None
+
+
+def untranslatable_reason(text: str, confidence: float | None, settings=None) -> str | None:
+    """untranslatable_code in words a viewer understands; None when the block should be translated."""
+    code = untranslatable_code(text, confidence, settings)
+    return None if code is None else UNTRANSLATABLE[code]
 
 
 def warm_up() -> None:

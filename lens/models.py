@@ -6,6 +6,7 @@ missing model is an immediate error naming the file and how to get it, never a h
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -87,13 +88,21 @@ def package_dir(package: str) -> Path | None:
 
 
 def load_manifest(path: Path = MANIFEST) -> list[ModelSpec]:
-    data = tomllib.loads(path.read_text())
+    # Parsed once per version of the file: every analysis's model_versions() asks for it, and
+    # parsing the TOML cost ~6 ms a photo on a quiet core.
+    stat = path.stat()
+    return list(_parse_manifest(str(path), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_manifest(path: str, size: int, mtime_ns: int) -> tuple[ModelSpec, ...]:
+    data = tomllib.loads(Path(path).read_text())
     known = set(ModelSpec.__dataclass_fields__)
     specs = []
     for entry in data.get("model", []):
         extra = {k: v for k, v in entry.items() if k not in known}
         specs.append(ModelSpec(**{k: v for k, v in entry.items() if k in known}, extra=extra))
-    return specs
+    return tuple(specs)
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -27,6 +27,7 @@ from lens import __version__
 from lens.config import IndexConfig, Settings, get_settings
 from lens.geometry import scale_box
 from lens.image import DecodedImage, crop_box, resize_max_side
+from lens.stages import BRANCH_NAMES, is_enabled
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
 
 
@@ -67,6 +68,14 @@ def honest_matches(region: Region, matches: list[Match], config: IndexConfig) ->
     if kept and kept[0].title and kept[0].score >= config.label_floor:
         update["label"] = kept[0].title
     return region.model_copy(update=update)
+
+
+def combine_multisearch(shortlist: list[Match], text_scores: dict[int, float], text_weight: float) -> list[Match]:
+    """An image search's shortlist re-scored by words: (1 - text_weight) * its image score +
+    text_weight * the item's text score (0 for an item the words do not reach), best first."""
+    rescored = [m.model_copy(update={"score": round((1 - text_weight) * m.score + text_weight * text_scores.get(m.item_id, 0.0), 4)})
+                for m in shortlist]
+    return sorted(rescored, key=lambda m: -m.score)
 
 
 class Pipeline:
@@ -115,6 +124,21 @@ class Pipeline:
         return self._stage("catalog", lambda: open_catalog(self.settings, self.embedder))
 
     @property
+    def text_embedder(self):
+        """The sentence model; loaded by the first text search only (analyze never asks)."""
+        from lens.textembed import create_text_embedder
+
+        return self._stage("textembed", lambda: create_text_embedder(self.settings))
+
+    @property
+    def text_index(self):
+        """The catalog's text index (lens.index.text), synced with the catalog on each search."""
+        from lens.index.text import TextIndex
+
+        return self._stage("text_index", lambda: TextIndex(
+            self.settings.catalog_dir, self.text_embedder, self.settings.text_search))
+
+    @property
     def ocr(self):
         from lens.ocr import create_ocr
 
@@ -126,21 +150,22 @@ class Pipeline:
 
         return self._stage("translate", lambda: create_translation_service(self.settings))
 
-    def warm_up(self, regions: bool = True, text: bool = True) -> None:
-        """Load the configured models now and run each once, so that the first photo does not
-        pay seconds of loading (call it from a background thread at server/worker start)."""
+    def warm_up(self, branches: tuple[str, ...] = BRANCH_NAMES) -> None:
+        """Load the configured models of these branches now and run each once, so that the first
+        photo does not pay seconds of loading (call it from a background thread at server/worker
+        start)."""
         s = self.settings
         stages = []
-        if regions:
-            stages += [self.detector] if s.detect.backend != "none" else []
-            stages += [self.saliency] if s.saliency.backend != "none" else []
+        if "regions" in branches:
+            stages += [self.detector] if is_enabled(s, "detect") else []
+            stages += [self.saliency] if is_enabled(s, "saliency") else []
             stages += [self.embedder, self.catalog]
-        if text and s.ocr.backend != "none":
+        if "text" in branches and is_enabled(s, "ocr"):
             from lens.langid import warm_up as warm_up_langid
 
             warm_up_langid()
             stages.append(self.ocr)
-            stages += [self.translation] if s.translate.backend != "none" else []
+            stages += [self.translation] if is_enabled(s, "translate") else []
         for stage in stages:
             warm_up = getattr(stage, "warm_up", None)
             if warm_up is not None:
@@ -170,17 +195,17 @@ class Pipeline:
             return f"{backend}:models-{models}:params-{_digest(params)}"
 
         versions = {"lens": __version__}
-        if s.detect.backend != "none":
+        if is_enabled(s, "detect"):
             versions["detect"] = version("detect", s.detect.backend, s.detect.model_dump(mode="json"), s.detect.model_path)
-        if s.saliency.backend != "none":
+        if is_enabled(s, "saliency"):
             versions["saliency"] = version("saliency", s.saliency.backend, s.saliency.model_dump(mode="json"))
         versions["regions"] = f"params-{_digest([s.regions.model_dump(mode='json'), s.limits.work_max_side])}"
         versions["embed"] = version("embed", s.embed.backend, [s.embed.backend, str(s.embed.model_path or "")],
                                     s.embed.model_path)
         versions["index"] = f"params-{_digest([s.index.model_dump(mode='json'), s.rerank.model_dump(mode='json')])}"
-        if s.ocr.backend != "none":
+        if is_enabled(s, "ocr"):
             versions["ocr"] = version("ocr", s.ocr.backend, s.ocr.model_dump(mode="json"))
-        if s.translate.backend != "none":
+        if is_enabled(s, "translate"):
             versions["translate"] = version("translate", s.translate.backend, s.translate.model_dump(mode="json"))
         return versions
 
@@ -193,13 +218,13 @@ class Pipeline:
         s = self.settings
         work, factor = resize_max_side(image.rgb, s.limits.work_max_side)
         saliency_future = None
-        if s.saliency.backend != "none":
+        if is_enabled(s, "saliency"):
             # Beside detection, on the other core: the two read the same work image, share
             # nothing else, and both release the GIL (OpenCV, onnxruntime, torch).
             saliency = self.saliency
             saliency_future = self._side_pool().submit(self._saliency_map, saliency, work, timer)
         detections: list[Detection] = []
-        if s.detect.backend != "none":
+        if is_enabled(s, "detect"):
             with timer.stage("detect"):
                 detections = self.detector.detect(work)
         saliency_map = saliency_future.result() if saliency_future is not None else None
@@ -211,7 +236,7 @@ class Pipeline:
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
         if options.search and regions and self.catalog is not None:
-            matches = self.search_boxes(image, [r.box for r in regions], timer=timer)
+            matches = self.search_boxes(image, [r.box for r in regions], timer=timer, floor=s.index.match_floor)
             regions = [honest_matches(r, m, s.index) for r, m in zip(regions, matches, strict=True)]
         return regions
 
@@ -231,9 +256,13 @@ class Pipeline:
             return self._side
 
     def search_boxes(
-        self, image: DecodedImage, boxes: list[Box], k: int | None = None, timer: Timer | None = None
+        self, image: DecodedImage, boxes: list[Box], k: int | None = None, timer: Timer | None = None,
+        floor: float | None = None,
     ) -> list[list[Match]]:
-        """Catalog matches for each box (original-image pixels) of `image`."""
+        """Catalog matches for each box (original-image pixels) of `image`. With `floor` (the
+        caller keeps only matches scoring at least that), a crop whose best match stays below it
+        even with the largest re-ranking bonus is not re-ranked: all its matches are dropped
+        either way, so the answer is the same without the cost of verifying them."""
         timer = timer or Timer()
         catalog = self.catalog
         if catalog is None or not boxes:
@@ -250,9 +279,53 @@ class Pipeline:
                 min_score=self.settings.index.min_score,
             )
         if rerank.enabled:
+            from lens.index.rerank import max_bonus
+
+            reach = max_bonus(rerank) + 1e-3  # and the 4-decimal rounding of re-ranked scores
             with timer.stage("rerank"):
-                found = [self.reranker.rerank(crop, matches, catalog) for crop, matches in zip(crops, found, strict=True)]
+                found = [matches if floor is not None and (not matches or matches[0].score + reach < floor)
+                         else self.reranker.rerank(crop, matches, catalog)
+                         for crop, matches in zip(crops, found, strict=True)]
         return [matches[:k] for matches in found]
+
+    def search_text(self, query: str, k: int | None = None, timer: Timer | None = None) -> list[Match]:
+        """Catalog items for words: sentence embedding fused with a keyword match (lens.index.text).
+        NoCatalogError when no catalog has been built."""
+        timer = timer or Timer()
+        catalog = self._require_catalog()
+        index = self.text_index
+        with timer.stage("text_index"):
+            index.sync(catalog)
+        with timer.stage("text_search"):
+            hits = index.search(query, k or self.settings.index.top_k)
+        return catalog.matches_for((h.item_id, h.score) for h in hits)
+
+    def multisearch(self, image: DecodedImage, box: Box, query: str, k: int | None = None) -> list[Match]:
+        """An image (box) search refined by words: the image search's shortlist of
+        text_search.multisearch_shortlist items is re-ranked by
+        (1 - multisearch_text_weight) * image score + multisearch_text_weight * text score,
+        the text score being the fused embedding + keyword score of lens.index.text."""
+        config = self.settings.text_search
+        k = k or self.settings.index.top_k
+        catalog = self._require_catalog()
+        shortlist = self.search_boxes(image, [box], k=max(k, config.multisearch_shortlist))[0]
+        if not shortlist:
+            return []
+        index = self.text_index
+        index.sync(catalog)
+        text_scores = {h.item_id: h.score for h in index.search(query, len(shortlist),
+                                                                  restrict=[m.item_id for m in shortlist])}
+        return combine_multisearch(shortlist, text_scores, config.multisearch_text_weight)[:k]
+
+    def _require_catalog(self):
+        catalog = self.catalog
+        if catalog is None:
+            from lens.index.text import NoCatalogError
+
+            raise NoCatalogError(
+                "there is no catalog to search yet; build one with `lens index add <folder>` "
+                "(or `lens demo-catalog`), or add items with POST /api/v1/items")
+        return catalog
 
     def read_text(self, image: DecodedImage, options: AnalyzeOptions, timer: Timer) -> list[TextBlock]:
         from lens.langid import identify_language
@@ -267,7 +340,7 @@ class Pipeline:
                 for b in blocks
             ]
         target = options.target_lang or self.settings.translate.default_target
-        if self.settings.translate.backend != "none" and blocks:
+        if is_enabled(self.settings, "translate") and blocks:
             with timer.stage("translate"):
                 blocks = self.translation.translate_blocks(blocks, target)
         return blocks
@@ -277,7 +350,7 @@ class Pipeline:
         options = options or AnalyzeOptions()
         timer = Timer()
         want_regions = options.regions
-        want_text = options.text and self.settings.ocr.backend != "none"
+        want_text = options.text and is_enabled(self.settings, "ocr")
         regions: list[Region] = []
         blocks: list[TextBlock] = []
         with timer.stage("total"):

@@ -14,7 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 Point = tuple[float, float]
-RegionKind = Literal["object", "salient", "manual"]
+RegionKind = Literal["object", "salient"]
+# What became of a block's translation: "translated", or why not. The UI words these codes in
+# the viewer's language; `translation_note` says the same in English for logs and the CLI.
+TranslationStatus = Literal[
+    "translated",
+    "no_model",  # no model (direct or through the pivot) for the block's language -> target
+    "same_language",  # already in the target language
+    "unknown_language",  # the language could not be identified
+    "number",  # a number or a price
+    "no_words",  # no letters at all
+    "too_short",
+    "name",  # looks like a name or an address
+    "same_text",  # the model gave the text back unchanged (a name or a brand)
+    "failed",  # the model failed (a corrupt file...)
+    "unknown_target",  # the target is not a language tag
+]
 
 SCHEMA_VERSION = "1"
 
@@ -73,6 +88,8 @@ class TextBlock(_Model):
     translation_language: str | None = None
     # Why `translation` is null (no model for the pair, same language...).
     translation_note: str | None = None
+    # The same as a code (None: translation was not asked for).
+    translation_status: TranslationStatus | None = None
 
 
 class AnalyzeResult(_Model):

@@ -12,26 +12,35 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 BACKEND_SOURCE = '''
+from lens.registry import BackendOptions
+
+
+class WholePhotoOptions(BackendOptions):
+    label: str = "thing"
+
+
 class WholePhotoDetector:
     """Says the whole photo is one thing: enough to see the plumbing carry it."""
 
     name = "whole-photo"
     version = "test-1"
+    Options = WholePhotoOptions
 
     def __init__(self, settings):
-        self.settings = settings
+        self.options = WholePhotoOptions.parse(settings.detect.options)
 
     def detect(self, rgb):
         from lens.types import Detection
 
         h, w = rgb.shape[:2]
-        return [Detection(box=(0.0, 0.0, float(w), float(h)), label="thing", score=0.99)]
+        return [Detection(box=(0.0, 0.0, float(w), float(h)), label=self.options.label, score=0.99)]
 '''
 
 
 def test_the_doc_names_the_steps_this_test_follows():
     doc = (REPO_ROOT / "docs" / "architecture.md").read_text()
     assert "BACKENDS" in doc and "LENS_DETECT__BACKEND=my-detector" in doc
+    assert "class Options(BackendOptions)" in doc and "LENS_DETECT__OPTIONS__" in doc
 
 
 def test_a_backend_is_one_file_plus_its_line_in_the_table(tmp_path, monkeypatch, lens_env, bus_jpg):
@@ -47,6 +56,7 @@ def test_a_backend_is_one_file_plus_its_line_in_the_table(tmp_path, monkeypatch,
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(lens.detect.BACKENDS, "whole-photo", "extra_backends.whole_photo:WholePhotoDetector")
     monkeypatch.setenv("LENS_DETECT__BACKEND", "whole-photo")
+    monkeypatch.setenv("LENS_DETECT__OPTIONS__LABEL", "parcel")
     try:
         pipeline = Pipeline(load_settings())
         assert type(pipeline.detector).__name__ == "WholePhotoDetector"
@@ -55,6 +65,7 @@ def test_a_backend_is_one_file_plus_its_line_in_the_table(tmp_path, monkeypatch,
         sys.modules.pop("extra_backends.whole_photo", None)
         sys.modules.pop("extra_backends", None)
     assert result.regions, "the analysis ran with the new detector"
+    assert result.regions[0].label == "parcel", "its own option reached it"
     assert result.model_versions["detect"].startswith("whole-photo:")
 
 

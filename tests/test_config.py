@@ -95,3 +95,28 @@ def test_backend_names_come_from_the_stage_table_alone(stage, monkeypatch):
     # A backend is one file plus its line in the table: config knows it with nothing else.
     monkeypatch.setitem(table, "brand-new", "lens.nowhere:NewBackend")
     assert getattr(load_settings(**{stage: {"backend": "brand-new"}}), stage).backend == "brand-new"
+
+
+def test_a_backends_own_options_are_checked_by_its_options_model(lens_env, monkeypatch):
+    """ocr.options belong to the chosen backend: its Options model (in its own file) checks them
+    at load, from the environment too, and a typo names the backend and the option."""
+    from lens.ocr import create_ocr
+
+    monkeypatch.setenv("LENS_OCR__BACKEND", "tesseract")
+    monkeypatch.setenv("LENS_OCR__OPTIONS__LANGUAGES", '["vi"]')
+    assert create_ocr(load_settings()).languages == {"vi"}
+    monkeypatch.setenv("LENS_OCR__OPTIONS__LANGAUGES", '["vi"]')
+    with pytest.raises(ConfigError, match="ocr backend 'tesseract' options: langauges"):
+        load_settings()
+    with pytest.raises(ConfigError, match="ocr backend 'rapidocr' options: min_confidence"):
+        load_settings(ocr={"backend": "rapidocr", "options": {"min_confidence": 2}})
+
+
+def test_settings_without_backend_options_import_no_backend(lens_env):
+    import subprocess
+    import sys
+
+    code = ("import sys; from lens.config import load_settings; load_settings(); "
+            "print(sorted(m for m in sys.modules if m.startswith('lens.ocr.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -50,3 +50,18 @@ def test_camera_size_photo_reads_at_least_as_well_as_its_1024_px_copy():
     assert small.word_gt > 10
     assert camera.words[0] >= small.words[0] - 0.02, (camera.words, small.words)
     assert camera.words[2] >= small.words[2] - 0.02, (camera.words, small.words)
+
+
+def test_easyocr_example_photos_keep_word_recall_of_at_least_0_9():
+    """Issue 16's target on EasyOCR's own example photos (english, french, chinese, japanese);
+    the photos come from a checkout of JaidedAI/EasyOCR (EASYOCR_EXAMPLES_DIR=<it>/examples)."""
+    from bench.easyocr_examples import evaluate, examples_dir
+    from lens.ocr import create_ocr
+
+    folder = examples_dir()
+    if folder is None:
+        pytest.skip("EASYOCR_EXAMPLES_DIR is not set to JaidedAI/EasyOCR's examples/ folder")
+    settings = load_settings(ocr={"backend": "rapidocr", "threads": 1})
+    rows = evaluate(create_ocr(settings), settings, folder)
+    found, wanted = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    assert found / wanted >= 0.9, rows

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def tesseract_ocr():
-    return create_ocr(load_settings(ocr={"backend": "tesseract", "tesseract_languages": ["vi", "ko"]}))
+    return create_ocr(load_settings(ocr={"backend": "tesseract", "options": {"languages": ["vi", "ko"]}}))
 
 
 @pytest.mark.parametrize(("lang", "condition"), [("vi", "straight"), ("vi", "rot180"), ("ko", "straight"), ("ko", "rot90")])
@@ -36,6 +36,6 @@ def test_tesseract_declares_its_languages(tesseract_ocr):
 
 @pytest.mark.parametrize(("languages", "words"), [(["xx"], "no Tesseract language"), (["it"], "apt-get install tesseract-ocr-ita")])
 def test_tesseract_missing_language_names_the_fix(languages, words, tmp_path):
-    settings = load_settings(ocr={"backend": "tesseract", "tesseract_languages": languages, "tessdata_dir": tmp_path if languages == ["it"] else Path("/usr/share/tesseract-ocr/5/tessdata")})
+    settings = load_settings(ocr={"backend": "tesseract", "options": {"languages": languages, "tessdata_dir": tmp_path if languages == ["it"] else Path("/usr/share/tesseract-ocr/5/tessdata")}})
     with pytest.raises(ModelMissingError, match=words):
         create_ocr(settings)

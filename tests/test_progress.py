@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lens.config import REPO_ROOT, ServerConfig, load_settings
-from workers.jobs import STAGES
+from lens.stages import PROGRESS as STAGES
 
 NO_RATE_LIMIT = {"rate_limit_per_minute": 0} if "rate_limit_per_minute" in ServerConfig.model_fields else {}
 

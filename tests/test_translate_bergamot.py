@@ -60,24 +60,25 @@ def test_translator_is_usable_from_many_threads(service):
 
 
 @pytest.mark.parametrize(
-    ("blk", "target", "translation", "note"),
+    ("blk", "target", "translation", "note", "status"),
     [
         # The round-trip choice between "Saída..." and "saída..." picks the second's wording.
-        (block("Saída de emergência\nà esquerda", "pt"), "en", "Emergency exit on the left", None),
-        (block("Emergency exit", "en"), "pt-BR", "Saída de emergência", None),
-        (block("Emergency exit", "en"), "en", None, "already in en"),
-        (block("欢迎光临", "zh", 1.0), "en", None, "no translation model for zh->en"),
-        (block("45.000", None, None), "en", None, "not translated: a number or a price"),
-        (block("Emergency exit", "en"), "??", None, "unknown target language '??'"),
+        (block("Saída de emergência\nà esquerda", "pt"), "en", "Emergency exit on the left", None, "translated"),
+        (block("Emergency exit", "en"), "pt-BR", "Saída de emergência", None, "translated"),
+        (block("Emergency exit", "en"), "en", None, "already in en", "same_language"),
+        (block("欢迎光临", "zh", 1.0), "en", None, "no translation model for zh->en", "no_model"),
+        (block("45.000", None, None), "en", None, "not translated: a number or a price", "number"),
+        (block("Emergency exit", "en"), "??", None, "unknown target language '??'", "unknown_target"),
     ],
 )
-def test_translate_blocks_fills_translation_or_says_why_not(service, blk, target, translation, note):
+def test_translate_blocks_fills_translation_or_says_why_not(service, blk, target, translation, note, status):
     (out,) = service.translate_blocks([blk], target)
     assert out.translation == translation
     assert out.translation_note == note
+    assert out.translation_status == status  # the code the UI words in the viewer's language
     assert out.text == blk.text
-    if translation:
-        assert out.translation_language == normalize_language(target)
+    # The target asked for, translated or not (the UI names it in "no model from zh to en").
+    assert out.translation_language == normalize_language(target)
 
 
 def test_unsure_language_falls_to_a_candidate_with_a_model(service):

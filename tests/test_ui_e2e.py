@@ -7,26 +7,23 @@ Each step's screenshot goes to test-artifacts/ui/e2e-*.png.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 from ui_server import (
     ARTIFACTS,
+    SIGN_COLOUR,
     VIEWPORTS,
     EmbeddedServer,
     build_stamp_catalog,
     lens_has_command,
+    sign_photo,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 pytest.importorskip("playwright.sync_api")  # the browser fixture (conftest.py) needs it
 
-FONTS = Path("/usr/share/fonts/truetype/dejavu")
-OSIE = Path(__file__).resolve().parents[2] / "shared" / "data" / "osie" / "stimuli"
-SIGN_COLOUR = (246, 240, 222)
 XSS_TEXT = "<img src=x onerror=alert(1)>"
 ANALYSIS_TIMEOUT_MS = 240_000
 
@@ -42,32 +39,6 @@ def lens_server(tmp_path_factory):
     server = EmbeddedServer(data_dir).start()
     yield server
     server.stop()
-
-
-def sign_photo(path: Path, base: str, lines: list[str], font_file: str, size: int) -> Path:
-    """A real OSIE photo with a painted sign on it, the text set in a real font."""
-    photo = OSIE / base
-    if not photo.exists():
-        pytest.skip(f"OSIE photo {photo} not found")
-    image = Image.open(photo).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.truetype(str(FONTS / font_file), size)
-    boxes = [draw.textbbox((0, 0), line, font=font) for line in lines]
-    pad, gap = size // 2, size // 3
-    width = max(b[2] - b[0] for b in boxes) + 2 * pad
-    height = sum(b[3] - b[1] for b in boxes) + gap * (len(lines) - 1) + 2 * pad
-    x0 = (image.width - width) // 2
-    y0 = int(image.height * 0.55) - height // 2
-    draw.rounded_rectangle((x0, y0, x0 + width, y0 + height), radius=10, fill=SIGN_COLOUR,
-                           outline=(70, 60, 50), width=3)
-    y = y0 + pad
-    for line, box in zip(lines, boxes, strict=True):
-        draw.text((x0 + pad - box[0], y - box[1]), line, font=font, fill=(25, 25, 30))
-        y += box[3] - box[1] + gap
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=95)
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -132,6 +132,37 @@ def test_uploads_are_stored_once_under_their_content_hash(tmp_path, bus_jpg):
     assert [p.name for p in (tmp_path / "uploads").iterdir()] == [first.name]
 
 
+def test_submit_caches_follows_and_enqueues_in_one_call(tmp_path, bus_jpg):
+    """Jobs.submit is a photo's one way in: a new photo is enqueued once, the same photo again
+    follows the live job, a finished result answers from the cache, and an enqueue that fails
+    releases its claim so that the retry is sent rather than told to follow a job never sent."""
+    from lens.image import decode_image
+
+    settings = load_settings(data_dir=tmp_path, server={"result_cache_ttl_s": 60})
+    jobs = Jobs(settings, MemoryStore())
+    data = bus_jpg.read_bytes()
+    image = decode_image(data)
+    sent: list[JobRecord] = []
+
+    def broken(record: JobRecord) -> None:
+        raise QueueUnavailableError("queue down")
+
+    with pytest.raises(QueueUnavailableError):
+        jobs.submit(data, image, {"text": True}, {"detect": "x"}, broken)
+    first = jobs.submit(data, image, {"text": True}, {"detect": "x"}, sent.append)
+    assert first.outcome == "queued" and [r.job_id for r in sent] == [first.job_id]
+    assert sent[0].upload_path.endswith(".jpg") and (tmp_path / "uploads").is_dir()
+    again = jobs.submit(data, image, {"text": True}, {"detect": "x"}, sent.append)
+    assert (again.outcome, again.job_id, len(sent)) == ("following", first.job_id, 1)
+    jobs.save_result(sent[0].cache_key, '{"regions": []}')
+    jobs.set_state(first.job_id, "done", result_key=sent[0].cache_key)
+    jobs.release_inflight(sent[0].cache_key)
+    cached = jobs.submit(data, image, {"text": True}, {"detect": "x"}, sent.append)
+    assert (cached.outcome, cached.result_json, len(sent)) == ("cached", '{"regions": []}', 1)
+    other_models = jobs.submit(data, image, {"text": True}, {"detect": "y"}, sent.append)
+    assert other_models.outcome == "queued" and len(sent) == 2
+
+
 # -- task bodies -------------------------------------------------------------------------------
 class StubRuntime:
     """The runtime a task sees, with the settings and store only (no pipeline is needed for

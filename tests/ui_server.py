@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
 import os
 import shutil
@@ -37,6 +38,9 @@ STRICT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+FONTS = Path("/usr/share/fonts/truetype/dejavu")
+OSIE = REPO_ROOT.parent / "shared" / "data" / "osie" / "stimuli"
+SIGN_COLOUR = (246, 240, 222)
 VIEWPORTS = {"phone": {"width": 360, "height": 740}, "desktop": {"width": 1280, "height": 800}}
 
 
@@ -101,11 +105,22 @@ class StaticUi:
                 self.send_header("Cache-Control", "no-store")
                 super().end_headers()
 
+            def do_GET(self) -> None:
+                # The API's GETs (/api/v1/languages) get the same one error; not recorded, the
+                # tests look at what was uploaded.
+                if self.path.startswith("/api/"):
+                    self._api_error()
+                else:
+                    super().do_GET()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 ui.requests.append(
                     RecordedRequest(self.path, self.headers.get("Content-Type", ""), self.rfile.read(length))
                 )
+                self._api_error()
+
+            def _api_error(self) -> None:
                 body = json.dumps(ui.api_error).encode()
                 self.send_response(ui.api_status)
                 self.send_header("Content-Type", "application/json")
@@ -242,3 +257,33 @@ def build_stamp_catalog(data_dir: Path, work_dir: Path, every: int = 15, timeout
 def clear_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
+
+
+def sign_photo(path: Path, base: str, lines: list[str], font_file: str, size: int) -> Path:
+    """A real OSIE photo with a painted sign on it, the text set in a real font."""
+    photo = OSIE / base
+    if not photo.exists():
+        import pytest
+
+        pytest.skip(f"OSIE photo {photo} not found")
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.open(photo).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(FONTS / font_file), size)
+    boxes = [draw.textbbox((0, 0), line, font=font) for line in lines]
+    pad, gap = size // 2, size // 3
+    width = max(b[2] - b[0] for b in boxes) + 2 * pad
+    height = sum(b[3] - b[1] for b in boxes) + gap * (len(lines) - 1) + 2 * pad
+    x0 = (image.width - width) // 2
+    y0 = int(image.height * 0.55) - height // 2
+    draw.rounded_rectangle((x0, y0, x0 + width, y0 + height), radius=10, fill=SIGN_COLOUR,
+                           outline=(70, 60, 50), width=3)
+    y = y0 + pad
+    for line, box in zip(lines, boxes, strict=True):
+        draw.text((x0 + pad - box[0], y - box[1]), line, font=font, fill=(25, 25, 30))
+        y += box[3] - box[1] + gap
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    path.write_bytes(buffer.getvalue())
+    return path

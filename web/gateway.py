@@ -13,14 +13,14 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from lens.config import Settings
-from lens.errors import LensError
 from lens.image import DecodedImage, decode_image
 from lens.pipeline import AnalyzeOptions, Pipeline
+from lens.stages import enabled_stages
 from web.catalog import catalog_state
 from web.errors import ApiError
-from workers.jobs import JobRecord, new_job_id, result_cache_key, save_upload
+from workers.jobs import JobRecord, save_upload
 from workers.store import QueueUnavailableError, redacted
-from workers.tasks import BRANCHES, analyze_canvas
+from workers.tasks import analyze_canvas
 
 API = "/api/v1"
 
@@ -58,37 +58,27 @@ class Gateway:
         """(200, finished job) when cached or run eagerly, else (202, queued job). Embedded with
         wait=False (the client sent `Prefer: respond-async`) the job runs on the compute thread
         and the answer is 202 at once, so that the client can follow its stages."""
-        opts = options.model_dump()
-        key = result_cache_key(image.sha256, {**self._versions, "catalog": catalog_state(self.settings)}, opts)
-        cached = self.jobs.cached_result(key)
-        path = self.store_upload(data, image)
-        job_id = new_job_id()
-        record = JobRecord(job_id=job_id, image_id=image.sha256, upload_path=path, width=image.width,
-                           height=image.height, options=opts, cache_key=key)
-        if cached is not None:
-            # A job record without work, so that a later crop search can name this photo.
-            self.jobs.create(record, status="done", result_key=key)
-            return 200, {**self._queued(job_id), "status": "done", "message": None, "cached": True,
-                         "result": json.loads(cached)}
-        running = self.jobs.claim_inflight(key, job_id)
-        if running != job_id and self._is_live(running):
-            # The same photo with the same options is being analysed now: follow that job.
-            return 202, self._queued(running)
-        if running != job_id:
-            self.jobs.release_inflight(key)
-            self.jobs.claim_inflight(key, job_id)
-        self.jobs.create(record)
-        if self.embedded and not wait:
-            self.runtime.submit(lambda: self._run_eagerly(job_id, key))
-            return 202, self._queued(job_id)
-        try:
-            self.runtime.run_canvas(analyze_canvas(self.celery, job_id))
-        except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
-            self.jobs.release_inflight(key)
-            raise self.queue_down(exc) from None
-        if self.embedded:  # eager: the canvas already ran
-            return 200, self.job(job_id)
-        return 202, self._queued(job_id)
+        versions = {**self._versions, "catalog": catalog_state(self.settings)}
+        in_background = self.embedded and not wait
+
+        def enqueue(record: JobRecord) -> None:
+            # Embedded, the tasks run in this process: they take this decoded copy, not the file.
+            self.runtime.remember_decoded(record.upload_path, image)
+            if in_background:
+                self.runtime.submit(lambda: self._run_eagerly(record.job_id, record.cache_key))
+                return
+            try:
+                self.runtime.run_canvas(analyze_canvas(self.celery, record.job_id))
+            except (kombu.exceptions.OperationalError, redis.ConnectionError, OSError) as exc:
+                raise self.queue_down(exc) from None
+
+        sent = self.jobs.submit(data, image, options.model_dump(), versions, enqueue)
+        if sent.outcome == "cached":
+            return 200, {**self._queued(sent.job_id), "status": "done", "message": None, "cached": True,
+                         "result": json.loads(sent.result_json or "null")}
+        if sent.outcome == "queued" and self.embedded and not in_background:
+            return 200, self.job(sent.job_id)  # eager: the canvas already ran
+        return 202, self._queued(sent.job_id)
 
     def _run_eagerly(self, job_id: str, key: str) -> None:
         """The canvas on the compute thread for a client that did not wait; a failure nobody
@@ -98,12 +88,6 @@ class Gateway:
         except Exception as exc:
             self.jobs.set_state(job_id, "failed", message=f"internal error: {type(exc).__name__}: {exc}")
             self.jobs.release_inflight(key)
-
-    def _is_live(self, job_id: str) -> bool:
-        try:
-            return self.job(job_id)["status"] in ("queued", "running", "done")
-        except LensError:
-            return False
 
     def _queued(self, job_id: str) -> dict[str, Any]:
         return {"job_id": job_id, "status": "queued", "status_url": f"{API}/jobs/{job_id}"}
@@ -116,8 +100,8 @@ class Gateway:
             "status_url": f"{API}/jobs/{job_id}", "image_id": record.image_id,
             "created": record.created,
         }
-        body["stages"] = self.jobs.stages(job_id, BRANCHES, record, state)
-        body["stage"] = self.jobs.current_stage(job_id, BRANCHES, body["stages"])
+        body["stages"] = self.jobs.stages(job_id, record, state)
+        body["stage"] = self.jobs.current_stage(job_id, body["stages"])
         age = time.time() - record.created
         deadline = self.settings.server.job_deadline_s
         if state.status in ("queued", "running") and age > deadline:
@@ -136,9 +120,19 @@ class Gateway:
         return body
 
     # -- crop search -------------------------------------------------------------------------
-    def search(self, upload_path: str, box: tuple[float, ...], k: int | None) -> list[dict[str, Any]]:
-        out = self.call("lens.search", upload_path, list(box), k)
+    def search(self, upload_path: str, box: tuple[float, ...], k: int | None,
+               text: str | None = None) -> list[dict[str, Any]]:
+        """Matches for a box of a photo; with `text`, the box's shortlist re-ranked by it."""
+        out = self.call("lens.search", upload_path, list(box), k, text)
         return out["matches"]
+
+    def search_text(self, text: str, k: int | None) -> list[dict[str, Any]]:
+        """Matches for words alone (the catalog's text index)."""
+        if catalog_state(self.settings) == "none":
+            raise ApiError(409, "no_catalog", (
+                "there is no catalog to search yet; build one with `lens index add <folder>` "
+                "(or `lens demo-catalog`), or add items with POST /api/v1/items"))
+        return self.call("lens.search_text", text, k)["matches"]
 
     # -- synchronous tasks -------------------------------------------------------------------
     def call(self, task_name: str, *args: Any) -> dict[str, Any]:
@@ -192,12 +186,9 @@ class Gateway:
         from lens.models import load_manifest
 
         s = self.settings
-        enabled = {"embed"}
-        for stage, backend in (("detect", s.detect.backend), ("saliency", s.saliency.backend),
-                               ("ocr", s.ocr.backend), ("translate", s.translate.backend)):
-            if backend != "none":
-                enabled.add(stage)
-        missing = [f"{spec.name}: {spec.how_to_get(s)}" for spec in load_manifest()
+        manifest = load_manifest()
+        enabled = set(enabled_stages(s)) & {spec.stage for spec in manifest}  # stages with model files
+        missing = [f"{spec.name}: {spec.how_to_get(s)}" for spec in manifest
                    if spec.default and spec.stage in enabled and not spec.is_ready(s)]
         if missing:
             return {"ok": False, "detail": "missing models: " + "; ".join(missing)}

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from lens.config import Settings
 from lens.logs import json_logger, log_json
+from lens.stages import BRANCH_NAMES, STAGE_NAMES
 from workers.observability import install_task_logging
 
 REQUESTS = Counter("lens_http_requests_total", "HTTP requests answered",
@@ -50,7 +51,9 @@ JOBS_FINISHED = Counter("lens_jobs_finished_total", "Analysis jobs seen finished
                         ["status"])
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")  # error codes
+# The stage label's fixed set: every stage, each branch's total and the job's (lens.stages).
+STAGE_LABELS = frozenset((*STAGE_NAMES, *(f"{b}_total" for b in BRANCH_NAMES), "total"))
 _JOB_SEEN_TTL_S = 24 * 3600
 
 
@@ -63,7 +66,7 @@ def stage_timings(body: Any) -> dict[str, float] | None:
     if not isinstance(timings, dict):
         return None
     return {k: float(v) for k, v in timings.items()
-            if isinstance(k, str) and _STAGE_NAME.match(k) and isinstance(v, int | float)}
+            if k in STAGE_LABELS and isinstance(v, int | float)}
 
 
 # -- the gateway ---------------------------------------------------------------------------------
@@ -169,14 +172,13 @@ class QueueDepthCollector:
         else:
             import redis
 
+            from workers.store import redis_client
+
             try:
-                client = redis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=1,
-                                              socket_timeout=1)
-                with client.pipeline() as pipe:
+                with redis_client(self.settings.redis_url).pipeline() as pipe:
                     for queue in QUEUES:
                         pipe.llen(queue)
                     depths = pipe.execute()
-                client.close()
                 for queue, depth in zip(QUEUES, depths, strict=True):
                     family.add_metric([queue], depth)
                 up.add_metric([], 1)

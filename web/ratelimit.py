@@ -101,7 +101,9 @@ class RedisBuckets:
     def __init__(self, redis_url: str, clock=time.time) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+        from workers.store import redis_client
+
+        self._redis = redis_client(redis_url)
         self._script = self._redis.register_script(_TOKEN_BUCKET_LUA)
         self._clock = clock
         self._errors = (redis.RedisError, OSError)

@@ -22,6 +22,7 @@ from celery import Celery
 
 from lens.config import Settings
 from lens.image import DecodedImage
+from lens.stages import BRANCH_NAMES, BRANCHES
 from lens.threads import cpu_count
 from workers.jobs import Jobs
 from workers.store import MemoryStore, RedisStore, SqliteStore, Store, WriteThroughStore
@@ -29,15 +30,17 @@ from workers.store import MemoryStore, RedisStore, SqliteStore, Store, WriteThro
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUEUES = ("vision", "text", "index")
+# Each branch's queue (lens.stages), and the one catalog writer's.
+QUEUES = (*dict.fromkeys(b.queue for b in BRANCHES), "index")
 # The embedded server's result cache on disk, relative to the data dir.
 RESULT_CACHE_FILE = "cache/results.sqlite3"
+# merge, crop search and thumbnails run where the regions branch does (they load its models).
 ROUTES = {
-    "lens.regions": {"queue": "vision"},
-    "lens.merge": {"queue": "vision"},
-    "lens.search": {"queue": "vision"},
-    "lens.item": {"queue": "vision"},
-    "lens.text": {"queue": "text"},
+    **{f"lens.{b.name}": {"queue": b.queue} for b in BRANCHES},
+    "lens.merge": {"queue": BRANCHES[0].queue},
+    "lens.search": {"queue": BRANCHES[0].queue},
+    "lens.search_text": {"queue": BRANCHES[0].queue},
+    "lens.item": {"queue": BRANCHES[0].queue},
     "lens.index.*": {"queue": "index"},
 }
 
@@ -154,13 +157,13 @@ class Runtime:
                 self._catalog_version = version
             return self._pipeline
 
-    def warm_up_in_background(self, regions: bool = True, text: bool = True) -> threading.Thread:
+    def warm_up_in_background(self, branches: tuple[str, ...] = BRANCH_NAMES) -> threading.Thread:
         """Load the models this process serves on a daemon thread, so that the first photo does
         not wait seconds for them and process start stays quick (Celery's 4 s limit)."""
 
         def warm() -> None:
             try:
-                self.run(lambda: self.pipeline().warm_up(regions=regions, text=text))
+                self.run(lambda: self.pipeline().warm_up(branches))
             except Exception:  # a missing model is reported by the first task that needs it
                 log.exception("warm-up failed")
 

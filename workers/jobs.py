@@ -21,25 +21,18 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lens.config import Settings
 from lens.errors import LensError
+from lens.image import DecodedImage
+from lens.stages import BRANCH_NAMES, PROGRESS
 from workers.store import Store
 
 STATUSES = ("queued", "running", "done", "failed")
-# What the viewer is told while a photo is analysed, in the order the embedded server runs them
-# (in a fleet the two branches run side by side, so their stages interleave).
-STAGES = ("uploaded", "detecting", "searching", "reading_text", "translating", "done")
-# Timer stage names (lens.pipeline) -> the stage shown; a name not listed changes nothing.
-STAGE_OF_TIMER = {
-    "detect": "detecting", "saliency": "detecting", "select": "detecting",
-    "embed": "searching", "search": "searching",
-    "ocr": "reading_text", "langid": "reading_text",
-    "translate": "translating",
-}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 
 
@@ -68,6 +61,17 @@ class JobState:
     worker: str | None = None
     # Where the result is stored when status is done (the cache key, or job-<id> if partial).
     result_key: str | None = None
+
+
+@dataclass
+class Submission:
+    """What became of a photo handed to Jobs.submit."""
+
+    job_id: str
+    # "cached": answered from the result cache (result_json set); "following": the same photo
+    # with the same options is being analysed by job_id now; "queued": a new job was enqueued.
+    outcome: str
+    result_json: str | None = None
 
 
 def new_job_id() -> str:
@@ -110,6 +114,46 @@ class Jobs:
         # Where finished results live; the embedded server also keeps them on disk.
         self.results = results or store
         self.ttl = settings.server.job_ttl_s
+
+    # -- a photo's way in -----------------------------------------------------------------------
+    def submit(self, data: bytes, image: DecodedImage, options: dict[str, Any], versions: dict[str, str],
+               enqueue: Callable[[JobRecord], None]) -> Submission:
+        """Store the upload and answer from the cache, follow the job already computing the same
+        result, or write a new job and hand it to `enqueue` (which sends its canvas). If enqueue
+        raises, the in-flight claim is released so that a retry is not told to follow a job that
+        was never sent."""
+        key = result_cache_key(image.sha256, versions, options)
+        path = save_upload(self.settings.upload_dir, data, image.sha256, image.format)
+        record = JobRecord(job_id=new_job_id(), image_id=image.sha256, upload_path=str(path),
+                           width=image.width, height=image.height, options=options, cache_key=key)
+        cached = self.cached_result(key)
+        if cached is not None:
+            # A job record without work, so that a later crop search can name this photo.
+            self.create(record, status="done", result_key=key)
+            return Submission(record.job_id, "cached", cached)
+        running = self.claim_inflight(key, record.job_id)
+        if running != record.job_id:
+            if self.is_live(running):
+                return Submission(running, "following")
+            self.release_inflight(key)  # a stale claim (its job failed or expired)
+            self.claim_inflight(key, record.job_id)
+        self.create(record)
+        try:
+            enqueue(record)
+        except BaseException:
+            self.release_inflight(key)
+            raise
+        return Submission(record.job_id, "queued")
+
+    def is_live(self, job_id: str) -> bool:
+        """The job exists, has not failed, and is done or still within its deadline."""
+        try:
+            record, state = self.record(job_id), self.state(job_id)
+        except LensError:
+            return False
+        if state.status == "done":
+            return True
+        return state.status != "failed" and time.time() - record.created <= self.settings.server.job_deadline_s
 
     # -- records and states --------------------------------------------------------------------
     def create(self, record: JobRecord, status: str = "queued", result_key: str | None = None) -> None:
@@ -154,7 +198,7 @@ class Jobs:
     # -- progress ------------------------------------------------------------------------------
     def record_stage(self, job_id: str, branch: str, stage: str) -> None:
         """Append a stage to one branch's list; only that branch's task writes it (no race)."""
-        assert stage in STAGES, stage
+        assert stage in PROGRESS, stage
         key = f"job:{job_id}:stages:{branch}"
         entries = json.loads(self.store.get(key) or "[]")
         if entries and entries[-1][0] == stage:
@@ -162,7 +206,8 @@ class Jobs:
         entries.append([stage, round(time.time(), 3)])
         self.store.set(key, json.dumps(entries), self.ttl)
 
-    def stages(self, job_id: str, branches: tuple[str, ...], record: JobRecord, state: JobState) -> list[dict[str, Any]]:
+    def stages(self, job_id: str, record: JobRecord, state: JobState,
+               branches: tuple[str, ...] = BRANCH_NAMES) -> list[dict[str, Any]]:
         """Every stage the job went through, oldest first: uploaded, the branches' stages, done."""
         events = [("uploaded", record.created)]
         for branch in branches:
@@ -172,7 +217,8 @@ class Jobs:
             events.append(("done", max(state.updated, events[-1][1])))
         return [{"stage": stage, "at": at} for stage, at in events]
 
-    def current_stage(self, job_id: str, branches: tuple[str, ...], stages: list[dict[str, Any]]) -> str:
+    def current_stage(self, job_id: str, stages: list[dict[str, Any]],
+                      branches: tuple[str, ...] = BRANCH_NAMES) -> str:
         """The one stage to show: the branches run side by side, so "the stage entered last"
         would flick to reading_text the moment both start. Show the first unfinished branch's
         (in `branches` order: the dots before the text), the later one's once it is done."""

@@ -8,6 +8,7 @@ accumulates. Keys are namespaced under ``lens:``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -96,15 +97,21 @@ class MemoryStore:
             self._data.pop(key, None)
 
 
+@functools.lru_cache(maxsize=8)
+def redis_client(url: str) -> redis.Redis:
+    """The one Redis client (and connection pool) per URL in a process: the store, the rate
+    limiter and the queue-depth metrics share it. Short timeouts: a request must answer 503
+    quickly when Redis is gone, not hang. redis-py's pool is thread-safe and, after a fork
+    (gunicorn), opens new connections in the child."""
+    return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0, decode_responses=True)
+
+
 class RedisStore:
     """Shared store over Redis; any connection failure becomes QueueUnavailableError."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        # Short timeouts: a request must answer 503 quickly when Redis is gone, not hang.
-        self._redis = redis.Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=5.0, decode_responses=True
-        )
+        self._redis = redis_client(url)
 
     def _call(self, method: str, *args, **kwargs):
         try:

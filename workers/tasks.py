@@ -28,11 +28,11 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from lens.errors import LensError
 from lens.image import load_image_file
 from lens.pipeline import Timer
-from workers.jobs import STAGE_OF_TIMER
+from lens.stages import BRANCH_NAMES, PROGRESS_OF_STAGE, is_enabled
 
 log = logging.getLogger(__name__)
 
-BRANCHES = ("regions", "text")
+BRANCHES = BRANCH_NAMES
 
 
 def analyze_canvas(app: Celery, job_id: str):
@@ -62,7 +62,7 @@ class ProgressTimer(Timer):
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        shown = STAGE_OF_TIMER.get(name)
+        shown = PROGRESS_OF_STAGE.get(name)
         if shown is not None:
             try:
                 self.jobs.record_stage(self.job_id, self.branch, shown)
@@ -110,7 +110,7 @@ def run_branch(runtime, job_id: str, branch: str) -> str:
                 regions = pipeline.find_regions(image, options, timer) if options.regions else []
                 payload = {"regions": [r.model_dump(mode="json") for r in regions]}
             else:
-                wanted = options.text and runtime.settings.ocr.backend != "none"
+                wanted = options.text and is_enabled(runtime.settings, "ocr")
                 blocks = pipeline.read_text(image, options, timer) if wanted else []
                 payload = {"text_blocks": [b.model_dump(mode="json") for b in blocks]}
         payload["timings_ms"] = timer.ms
@@ -156,11 +156,25 @@ def merge_job(runtime, job_id: str) -> str:
     return "done"
 
 
-def search_crop(runtime, upload_path: str, box: list[float], k: int | None) -> dict[str, Any]:
-    """Catalog matches for one box of a stored upload; errors come back as data."""
+def search_crop(runtime, upload_path: str, box: list[float], k: int | None,
+                text: str | None = None) -> dict[str, Any]:
+    """Catalog matches for one box of a stored upload, refined by `text` when given
+    (multisearch); errors come back as data."""
     try:
         image = _load_upload(runtime, upload_path)
-        matches = runtime.pipeline().search_boxes(image, [tuple(box)], k=k)[0]
+        if text:
+            matches = runtime.pipeline().multisearch(image, tuple(box), text, k=k)
+        else:
+            matches = runtime.pipeline().search_boxes(image, [tuple(box)], k=k)[0]
+    except LensError as exc:
+        return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
+    return {"matches": [m.model_dump(mode="json") for m in matches]}
+
+
+def search_words(runtime, text: str, k: int | None) -> dict[str, Any]:
+    """Catalog matches for words alone; errors come back as data."""
+    try:
+        matches = runtime.pipeline().search_text(text, k=k)
     except LensError as exc:
         return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
     return {"matches": [m.model_dump(mode="json") for m in matches]}
@@ -186,26 +200,31 @@ class BranchTask(Task):
 def register_tasks(app: Celery) -> None:
     runtime = app.lens
 
-    @app.task(name="lens.regions", ignore_result=True, shared=False, base=BranchTask)
-    def regions(job_id: str) -> str:
-        run_branch(runtime, job_id, "regions")
-        join_branches(app, job_id)
-        return "regions"
+    def branch_task(branch: str) -> None:
+        def run(job_id: str) -> str:
+            run_branch(runtime, job_id, branch)
+            join_branches(app, job_id)
+            return branch
 
-    @app.task(name="lens.text", ignore_result=True, shared=False, base=BranchTask)
-    def text(job_id: str) -> str:
-        run_branch(runtime, job_id, "text")
-        join_branches(app, job_id)
-        return "text"
+        run.__name__ = run.__qualname__ = branch
+        app.task(name=f"lens.{branch}", ignore_result=True, shared=False, base=BranchTask)(run)
+
+    for branch in BRANCHES:
+        branch_task(branch)
 
     @app.task(name="lens.merge", ignore_result=True, shared=False)
     def merge(job_id: str) -> str:
         return merge_job(runtime, job_id)
 
     @app.task(name="lens.search", shared=False)
-    def search(upload_path: str, box: list[float], k: int | None = None) -> dict[str, Any]:
+    def search(upload_path: str, box: list[float], k: int | None = None, text: str | None = None) -> dict[str, Any]:
         runtime.jobs.count_task("search")
-        return search_crop(runtime, upload_path, box, k)
+        return search_crop(runtime, upload_path, box, k, text)
+
+    @app.task(name="lens.search_text", shared=False)
+    def search_text(text: str, k: int | None = None) -> dict[str, Any]:
+        runtime.jobs.count_task("search_text")
+        return search_words(runtime, text, k)
 
     from workers.index_tasks import register_index_tasks
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery.signals import worker_process_init
 
 from lens.config import get_settings
+from lens.stages import BRANCHES
 from lens.threads import apply_settings_policy
 from workers.app import make_celery
 from workers.observability import install_task_logging
@@ -25,6 +26,6 @@ def _warm_up_models(**_) -> None:
     # Only the branches of the queues this worker consumes (-Q), so that a vision-only worker
     # never loads OCR models.
     queues = set(app.amqp.queues.consume_from or app.amqp.queues)
-    regions, text = "vision" in queues, "text" in queues
-    if regions or text:
-        app.lens.warm_up_in_background(regions=regions, text=text)
+    branches = tuple(b.name for b in BRANCHES if b.queue in queues)
+    if branches:
+        app.lens.warm_up_in_background(branches)

@@ -11,6 +11,9 @@ item by its best image and lists it once.
     <catalog_dir>/vectors-<gen>.faiss   the faiss index of that generation
     <catalog_dir>/thumbs/<id>.jpg       256 px thumbnails the UI shows
     <catalog_dir>/images/               copies of images that were added as bytes
+The table `local_features` holds each image's RootSIFT keypoints for re-ranking (by content
+hash, with the settings they were computed with), computed when the image is added, while its
+pixels are decoded anyway, so that no query pays for them (lens.index.rerank).
 
 SQLite is the truth. Changes (add, update, remove) go into one open SQLite transaction and
 become durable and visible to other processes on `save()`, which (1) writes the next
@@ -79,6 +82,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_external_id ON items(external_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS local_features (content_hash TEXT PRIMARY KEY, params TEXT NOT NULL, data BLOB NOT NULL);
 """
 # Schema 2 added items.parent_id (several reference images per item); _migrate upgrades a
 # schema-1 file in place (every existing row stays an item with one image).
@@ -325,21 +329,28 @@ class Catalog:
                 if row is None or score < min_score or row["id"] in listed:
                     continue
                 listed.add(row["id"])
-                matches.append(
-                    Match(
-                        item_id=row["id"],
-                        score=round(float(score), 4),
-                        title=row["title"],
-                        thumbnail_url=thumbnail_url(row["id"]),
-                        url=row["url"],
-                        external_id=row["external_id"],
-                        metadata=json.loads(row["extra"]),
-                    )
-                )
+                matches.append(_match_from_row(row, float(score)))
                 if len(matches) == k:
                     break
             results.append(matches)
         return results
+
+    def matches_for(self, scored: Iterable[tuple[int, float]]) -> list[Match]:
+        """Matches for (item id, score) pairs from another index (text search), in that order;
+        ids of items removed meanwhile are skipped."""
+        scored = list(scored)
+        with self._lock:
+            rows = self._rows_by_id(i for i, _ in scored)
+        return [_match_from_row(rows[i], s) for i, s in scored if i in rows and rows[i]["parent_id"] is None]
+
+    def item_texts(self) -> list[tuple[int, str, str]]:
+        """(item id, title, description) of every item, in id order: what text search reads
+        (the description from `extra`'s descriptive fields, lens.index.text.TEXT_FIELDS)."""
+        from lens.index.text import item_description
+
+        with self._lock:
+            rows = self._conn.execute("SELECT id, title, extra FROM items WHERE parent_id IS NULL ORDER BY id").fetchall()
+        return [(int(r["id"]), r["title"] or "", item_description(json.loads(r["extra"]))) for r in rows]
 
     def _rows_by_id(self, ids: Iterable[int]) -> dict[int, sqlite3.Row]:
         ids = list(ids)
@@ -393,6 +404,19 @@ class Catalog:
                 (int(item_id), int(item_id)),
             ).fetchall()
         return [str(r[0]) if Path(r[0]).is_absolute() else str(self.folder / r[0]) for r in rows]
+
+    def reference_images(self, item_id: int) -> list[tuple[str, str, str | None, bytes | None]]:
+        """For each of the item's images: (content hash, path as image_paths gives it, params
+        of its stored local features or None, their bytes or None), for lens.index.rerank."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT i.content_hash, i.image_path, f.params, f.data FROM items i "
+                "LEFT JOIN local_features f ON f.content_hash = i.content_hash "
+                "WHERE (i.id = ? OR i.parent_id = ?) AND i.image_path IS NOT NULL ORDER BY i.id",
+                (int(item_id), int(item_id)),
+            ).fetchall()
+        return [(r[0], str(r[1]) if Path(r[1]).is_absolute() else str(self.folder / r[1]), r[2],
+                 bytes(r[3]) if r[3] is not None else None) for r in rows]
 
     def thumbnail_path(self, item_id: int) -> Path:
         """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
@@ -530,9 +554,10 @@ class Catalog:
             if not decoded:
                 return outcomes
             vectors = self.embedder.embed([image.rgb for _, image, _, _ in decoded])
+            features = self._local_features([image.rgb for _, image, _, _ in decoded])
             self._begin()
             ids = []
-            for (new, image, data, outcome), vector in zip(decoded, vectors, strict=True):
+            for (new, image, data, outcome), vector, feature in zip(decoded, vectors, features, strict=True):
                 image_path = str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
                 parent = new.item_id
                 if parent is None and join_external_id and new.external_id:
@@ -549,6 +574,9 @@ class Catalog:
                     ),
                 )
                 image_id = int(cursor.lastrowid)
+                if feature is not None:
+                    self._conn.execute("INSERT OR REPLACE INTO local_features (content_hash, params, data) VALUES (?, ?, ?)",
+                                       (image.sha256, *feature))
                 if parent is None:
                     _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{image_id}.jpg")
                 outcome.status, outcome.item_id, outcome.image_id = "added", parent or image_id, image_id
@@ -563,6 +591,16 @@ class Catalog:
             for repeat, first in repeats:
                 repeat.item_id, repeat.image_id = first.item_id, first.image_id
         return outcomes
+
+    def _local_features(self, images: list[np.ndarray]) -> list[tuple[str, bytes] | None]:
+        """(params, bytes) of each image's re-ranking features; None each when re-ranking is off."""
+        config = self.settings.rerank
+        if not config.enabled:
+            return [None] * len(images)
+        from lens.index.rerank import encode, root_sift, stored_params
+
+        params = stored_params(config)
+        return [(params, encode(root_sift(rgb, config.max_side, config.features))) for rgb in images]
 
     def add_reference_image(self, item_id: int, image: Path | str | bytes) -> AddOutcome:
         """One more reference image of an existing item (durable after `save()`).
@@ -613,6 +651,7 @@ class Catalog:
             images = [int(r[0]) for r in self._conn.execute(
                 f"SELECT id FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])]
             self._conn.execute(f"DELETE FROM items WHERE id IN ({marks}) OR parent_id IN ({marks})", [*present, *present])
+            self._conn.execute("DELETE FROM local_features WHERE content_hash NOT IN (SELECT content_hash FROM items)")
             self._vectors.remove(images)
             self._most_images = None
             self._vectors_changed = True
@@ -740,6 +779,18 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise CatalogBusyError(f"cannot upgrade the catalog's schema now ({exc}); try again later") from None
+
+
+def _match_from_row(row: sqlite3.Row, score: float) -> Match:
+    return Match(
+        item_id=row["id"],
+        score=round(float(score), 4),
+        title=row["title"],
+        thumbnail_url=thumbnail_url(row["id"]),
+        url=row["url"],
+        external_id=row["external_id"],
+        metadata=json.loads(row["extra"]),
+    )
 
 
 def _item_from_row(row: sqlite3.Row, images: int = 1) -> CatalogItem:

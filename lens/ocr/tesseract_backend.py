@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from lens.config import Settings
 from lens.errors import ModelMissingError
 from lens.ocr.ppocr import PpOcrLines
+from lens.registry import BackendOptions
 from lens.types import TextLine
 
 # ISO 639-1 -> Tesseract traineddata name (and its Debian package suffix).
@@ -41,25 +43,34 @@ def _variants(crop_bgr: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+class TesseractOptions(BackendOptions):
+    # PP-OCRv6 finds and orients the lines, Tesseract reads each one in these languages
+    # (ISO 639-1; Debian tesseract-ocr-<code> packs). It reads vi and ko, which PP-OCRv6 cannot.
+    languages: list[str] = ["vi", "ko"]
+    tessdata_dir: Path = Path("/usr/share/tesseract-ocr/5/tessdata")
+
+
 class TesseractOcr:
     name = "tesseract"
+    Options = TesseractOptions
 
     def __init__(self, settings: Settings) -> None:
         os.environ.setdefault("OMP_THREAD_LIMIT", str(settings.ocr.threads))
         import tesserocr
 
+        options = TesseractOptions.parse(settings.ocr.options)
         self._tesserocr = tesserocr
-        self.tessdata = settings.ocr.tessdata_dir
+        self.tessdata = options.tessdata_dir
         self.codes = []
-        for lang in settings.ocr.tesseract_languages:
+        for lang in options.languages:
             code = TESSERACT_CODES.get(lang)
             if code is None:
-                raise ModelMissingError(f"ocr.tesseract_languages: no Tesseract language known for '{lang}'")
+                raise ModelMissingError(f"ocr.options.languages: no Tesseract language known for '{lang}'")
             if not (self.tessdata / f"{code}.traineddata").is_file():
                 package = "tesseract-ocr-" + code.replace("_", "-")
                 raise ModelMissingError(f"Tesseract data {self.tessdata}/{code}.traineddata is missing; apt-get install {package}")
             self.codes.append(code)
-        self.languages = frozenset(settings.ocr.tesseract_languages)
+        self.languages = frozenset(options.languages)
         self.version = f"PP-OCRv6-det+tesseract-{tesserocr.tesseract_version().split()[1]}:{'+'.join(self.codes)}"
         self.min_confidence = settings.ocr.min_confidence
         self.cjk_context_confidence = settings.ocr.cjk_context_confidence

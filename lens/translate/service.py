@@ -8,7 +8,7 @@ no model, whose language is unknown, or which is already in the target language 
 What is sent to a model: each phrase of a block on its own (a sign's lines are often separate
 phrases: "SAÍDA DE EMERGÊNCIA" over "Proibido fumar"), capitals as a sentence-cased copy whose
 translation gets its capitals back, and nothing that is a number, a price, a name or too short
-(lens.langid.untranslatable_reason). A translation equal to its source is no translation.
+(lens.langid.untranslatable_code). A translation equal to its source is no translation.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from lens.config import Settings
 from lens.errors import LensError
-from lens.langid import untranslatable_reason
+from lens.langid import UNTRANSLATABLE, untranslatable_code
 from lens.registry import load_backend
 from lens.types import TextBlock
 
@@ -149,30 +149,34 @@ class TranslationService:
         }
 
     def translate_blocks(self, blocks: Sequence[TextBlock], target: str | None) -> list[TextBlock]:
-        """Blocks with translation / translation_language / translation_note filled in."""
+        """Blocks with translation / translation_language / translation_status / translation_note
+        filled in."""
         dst = normalize_language(target)
         out: list[TextBlock] = list(blocks)
+
+        def untranslated(block: TextBlock, status: str, note: str) -> TextBlock:
+            return block.model_copy(update={"translation": None, "translation_language": dst,
+                                            "translation_status": status, "translation_note": note})
+
         if dst is None:
-            note = f"unknown target language {target!r}"
-            return [b.model_copy(update={"translation": None, "translation_note": note}) for b in out]
+            return [untranslated(b, "unknown_target", f"unknown target language {target!r}") for b in out]
         work: dict[tuple[str, str], list[int]] = {}
         for i, block in enumerate(out):
             # Judged on the identifier's own verdict, before a likelier-to-translate candidate
             # is chosen below.
-            reason = untranslatable_reason(block.text, block.language_confidence, self.settings)
-            if reason is not None:
-                out[i] = block.model_copy(update={"translation": None, "translation_note": f"not translated: {reason}"})
+            code = untranslatable_code(block.text, block.language_confidence, self.settings)
+            if code is not None:
+                out[i] = untranslated(block, code, f"not translated: {UNTRANSLATABLE[code]}")
                 continue
             src, confidence = self._choose_source(block, dst)
             if src != block.language:
                 block = out[i] = block.model_copy(update={"language": src, "language_confidence": confidence})
             if src is None:
-                out[i] = block.model_copy(update={"translation": None, "translation_note": "language not identified"})
+                out[i] = untranslated(block, "unknown_language", "language not identified")
             elif src == dst:
-                out[i] = block.model_copy(update={"translation": None, "translation_note": f"already in {dst}"})
+                out[i] = untranslated(block, "same_language", f"already in {dst}")
             elif self.route(src, dst) is None:
-                note = f"no translation model for {src}->{dst}"
-                out[i] = block.model_copy(update={"translation": None, "translation_note": note})
+                out[i] = untranslated(block, "no_model", f"no translation model for {src}->{dst}")
             else:
                 work.setdefault((src, dst), []).append(i)
         for (src, dst_), indices in work.items():
@@ -183,17 +187,17 @@ class TranslationService:
                 translated = self.translate_phrases(flat, src, dst_)
             except LensError as exc:
                 for i in indices:
-                    out[i] = out[i].model_copy(update={"translation": None, "translation_note": f"translation failed: {exc.message}"})
+                    out[i] = untranslated(out[i], "failed", f"translation failed: {exc.message}")
                 continue
             k = 0
             for i, ps in zip(indices, phrases, strict=True):
                 text = "\n".join(translated[k : k + len(ps)])
                 k += len(ps)
                 if _same_text(text, out[i].text):
-                    note = "the translation is the text itself (a name or a brand?)"
-                    out[i] = out[i].model_copy(update={"translation": None, "translation_note": note})
+                    out[i] = untranslated(out[i], "same_text", "the translation is the text itself (a name or a brand?)")
                     continue
-                out[i] = out[i].model_copy(update={"translation": text, "translation_language": dst_, "translation_note": None})
+                out[i] = out[i].model_copy(update={"translation": text, "translation_language": dst_,
+                                                   "translation_status": "translated", "translation_note": None})
         return out
 
 

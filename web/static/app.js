@@ -23,6 +23,8 @@
   // long after the last key press.
   const KEY_NUDGE = 0.02;
   const KEY_SEARCH_DELAY_MS = 500;
+  // The server's text_search.max_query_chars (a longer query is a 400).
+  const MAX_QUERY_CHARS = 200;
   const LANG_STORAGE_KEY = "lens.targetLang";
   const UI_LANG_STORAGE_KEY = "lens.uiLang";
   // The page's own languages: one message catalog each under /static/i18n/ (en is the fallback
@@ -48,7 +50,10 @@
     frame: $("photo-frame"), photo: $("photo"), translations: $("translations-layer"),
     overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
     panelTitle: $("panel-title"), panelBody: $("panel-body"), panelClose: $("panel-close"),
-    targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"),
+    targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"), targetNote: $("target-note"),
+    catalogSearch: $("catalog-search"), catalogSearchInput: $("catalog-search-input"),
+    catalogResults: $("catalog-results"), catalogResultsTitle: $("catalog-results-title"),
+    catalogResultsBody: $("catalog-results-body"),
   };
 
   const state = {
@@ -62,6 +67,7 @@
     box: null, // the selection box in photo pixels, while one is shown
     textSearch: null, // a promise: does this server's /api/v1/search take `text`?
     generation: 0, // bumps on every new action so late answers of old ones are ignored
+    languages: null, // GET /api/v1/languages: installed pairs, targets per source (null: unknown)
   };
 
   // ---------------------------------------------------------------------------------------
@@ -137,6 +143,7 @@
     for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
     for (const node of document.querySelectorAll("[data-i18n-aria-label]")) node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
     for (const node of document.querySelectorAll("[data-i18n-alt]")) node.alt = t(node.dataset.i18nAlt);
+    for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
     document.title = t("page.title");
     fillTargetLanguages();
   }
@@ -201,6 +208,7 @@
 
   // The API answers errors as {"error": {"code", "message"}}; anything else gets a plain sentence.
   function errorMessage(status, body) {
+    if (body && body.error && body.error.code === "no_catalog") return t("err.no_catalog");
     if (body && body.error && typeof body.error.message === "string") return body.error.message;
     if (status === 413) return t("err.too_large");
     if (status === 415) return t("err.unsupported");
@@ -222,8 +230,9 @@
     let stored = null;
     try { stored = localStorage.getItem(LANG_STORAGE_KEY); } catch { /* private mode */ }
     const chosen = stored || browser;
-    state.targetChoices = TARGET_LANGUAGES.includes(chosen) ? TARGET_LANGUAGES : [chosen, ...TARGET_LANGUAGES];
+    state.targetChoices = TARGET_LANGUAGES.includes(chosen) ? [...TARGET_LANGUAGES] : [chosen, ...TARGET_LANGUAGES];
     fillTargetLanguages(chosen);
+    state.languagesReady = loadLanguages();
     el.targetLang.addEventListener("change", () => {
       try { localStorage.setItem(LANG_STORAGE_KEY, el.targetLang.value); } catch { /* ignore */ }
       // Translations depend on the target: ask again for the photo on screen.
@@ -231,16 +240,100 @@
     });
   }
 
-  // Language names follow the page's language.
+  // What the server's models translate (GET /api/v1/languages); until it answers, or when it
+  // cannot, every target is offered as before and the server's answer per block says the rest.
+  async function loadLanguages() {
+    const { status, body } = await getJson("/api/v1/languages", new AbortController().signal).catch(() => ({ status: 0 }));
+    if (status !== 200 || !body || typeof body.sources !== "object" || !Array.isArray(body.pairs)) return;
+    state.languages = body;
+    for (const code of body.targets || []) {
+      if (!state.targetChoices.includes(code)) state.targetChoices.push(code);
+    }
+    fillTargetLanguages();
+  }
+
+  // The languages the photo's text is in, where translating it would make sense (not a number,
+  // a name, or text whose language is unknown).
+  const SOURCE_STATUSES = new Set(["translated", "no_model", "same_language", "same_text", "failed"]);
+  function detectedSources() {
+    const blocks = (state.result && Array.isArray(state.result.text_blocks)) ? state.result.text_blocks : [];
+    const sources = new Set();
+    for (const block of blocks) {
+      if (block.language && (!block.translation_status || SOURCE_STATUSES.has(block.translation_status))) sources.add(block.language);
+    }
+    return [...sources];
+  }
+
+  function listNames(codes) {
+    const names = codes.map((code) => languageName(code));
+    try { return new Intl.ListFormat([i18n.lang], { type: "conjunction" }).format(names); } catch { return names.join(", "); }
+  }
+
+  // Can the server translate the photo's text (or, before a photo, anything) into `code`?
+  // {ok, reason}: the reason in the viewer's words when it cannot.
+  function targetAvailability(code, sources) {
+    const langs = state.languages;
+    if (!langs) return { ok: true, reason: null };
+    const reachable = (src) => (langs.sources[src] || []).includes(code);
+    if (!sources.length) {
+      return (langs.targets || []).includes(code) ? { ok: true, reason: null } : { ok: false, reason: t("target.not_installed") };
+    }
+    if (sources.some(reachable)) return { ok: true, reason: null };
+    if (sources.every((src) => src === code)) return { ok: false, reason: t("target.already") };
+    return { ok: false, reason: t("target.no_model_from", { source: listNames(sources.filter((src) => src !== code)) }) };
+  }
+
+  // Language names follow the page's language; a target the server cannot reach from the
+  // photo's languages is listed but disabled, with the reason in its label.
   function fillTargetLanguages(chosen) {
     const value = chosen || el.targetLang.value;
+    const sources = detectedSources();
     el.targetLang.replaceChildren();
-    for (const code of state.targetChoices || TARGET_LANGUAGES) {
-      const option = make("option", null, `${languageName(code)} (${code})`);
-      option.value = code;
+    const choices = state.targetChoices || TARGET_LANGUAGES;
+    const rows = choices.map((code) => ({ code, ...targetAvailability(code, sources) }));
+    // Available ones first, each group in the server's order.
+    for (const row of [...rows.filter((r) => r.ok), ...rows.filter((r) => !r.ok)]) {
+      const label = `${languageName(row.code)} (${row.code})`;
+      const option = make("option", null, row.ok ? label : t("target.unavailable", { language: label, reason: row.reason }));
+      option.value = row.code;
+      option.disabled = !row.ok;
+      option.dataset.available = String(row.ok);
       el.targetLang.append(option);
     }
     el.targetLang.value = value;
+    updateTargetNote(sources);
+  }
+
+  // Under the toolbar: why the chosen target gives no translation of this photo, and what it can.
+  function updateTargetNote(sources) {
+    if (!el.targetNote) return;
+    const target = el.targetLang.value;
+    const { ok, reason } = targetAvailability(target, sources);
+    if (ok || !state.result || !sources.length) {
+      el.targetNote.hidden = true;
+      el.targetNote.textContent = "";
+      return;
+    }
+    const reachable = [...new Set(sources.flatMap((src) => (state.languages.sources[src] || [])))];
+    const text = `${t("target.note", { language: languageName(target), reason })} ${reachable.length
+      ? t("target.note_available", { languages: listNames(reachable) }) : t("target.note_none", { source: listNames(sources) })}`;
+    // Language names are lower case in some languages ("português"); a sentence starts upper.
+    el.targetNote.textContent = text.charAt(0).toLocaleUpperCase(i18n.lang) + text.slice(1);
+    el.targetNote.hidden = false;
+  }
+
+  // The models an operator would add for src -> dst: the missing hops through the pivot
+  // language (Firefox models mostly pair a language with English), else the pair itself.
+  function missingPairs(src, dst) {
+    const langs = state.languages;
+    if (!langs) return [`${src}-${dst}`];
+    const have = new Set(langs.pairs.map((p) => `${p.source}-${p.target}`));
+    const pivot = langs.pivot_language;
+    if (pivot && src !== pivot && dst !== pivot) {
+      const hops = [`${src}-${pivot}`, `${pivot}-${dst}`].filter((pair) => !have.has(pair));
+      if (hops.length) return hops;
+    }
+    return [`${src}-${dst}`];
   }
 
   // ---------------------------------------------------------------------------------------
@@ -625,14 +718,17 @@
       if (block.translation) el.translations.append(makeTranslation(block, width, height));
     });
 
+    fillTargetLanguages();
     const hasTranslations = blocks.some((b) => b.translation);
+    const noModel = blocks.find((b) => b.translation_status === "no_model" && b.language);
     const modeText = el.modeButtons.find((b) => b.dataset.mode === "text");
     const modeTranslate = el.modeButtons.find((b) => b.dataset.mode === "translate");
     modeText.disabled = blocks.length === 0;
     modeText.title = blocks.length ? "" : t("hint.no_text");
     modeTranslate.disabled = !hasTranslations;
-    modeTranslate.title = hasTranslations ? "" : (blocks.length
-      ? t("hint.no_translation", { language: languageName(el.targetLang.value) }) : t("hint.no_text"));
+    modeTranslate.title = hasTranslations ? "" : noModel
+      ? t("hint.no_model", { source: languageName(noModel.language), target: languageName(noModel.translation_language || el.targetLang.value) })
+      : (blocks.length ? t("hint.no_translation", { language: languageName(el.targetLang.value) }) : t("hint.no_text"));
     setMode(state.mode === "translate" && !hasTranslations ? "search" : state.mode === "text" && !blocks.length ? "search" : state.mode, false);
     el.copyAll.disabled = blocks.length === 0;
 
@@ -929,8 +1025,87 @@
   function openRegionPanel(region, number) {
     const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const body = openPanel(`${number}. ${what}`);
-    renderMatches(body, closeMatches(region.matches, region, state.result));
+    const list = make("div", "panel-matches");
+    renderMatches(list, closeMatches(region.matches, region, state.result));
+    // The words go above the matches, so that the re-ranked list is in view right below them.
+    body.append(refineForm(region.box, list), list);
     focusPanel();
+  }
+
+  // "Add words to this search" (multisearch): the same box again with words; the server
+  // re-ranks the photo's shortlist by them. The matches below the form are replaced.
+  function refineForm(box, list) {
+    const form = make("form", "refine");
+    form.setAttribute("role", "search");
+    const input = make("input", "text-input");
+    input.type = "search";
+    input.name = "text";
+    input.maxLength = MAX_QUERY_CHARS;
+    input.autocomplete = "off";
+    input.enterKeyHint = "search";
+    input.placeholder = t("refine.placeholder");
+    input.setAttribute("aria-label", t("refine.label"));
+    const button = make("button", "button small", t("refine.button"));
+    button.type = "submit";
+    const note = make("p", "hint small refine-note");
+    note.setAttribute("role", "status");
+    form.append(make("p", "refine-title", t("refine.label")), input, button, note);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const words = input.value.trim();
+      if (!words) {
+        note.textContent = t("search.empty");
+        input.focus();
+        return;
+      }
+      note.textContent = t("select.searching");
+      const generation = ++state.generation;
+      try {
+        const { matches, answer } = await requestSearch(box, words);
+        if (generation !== state.generation) return;
+        list.replaceChildren();
+        renderMatches(list, closeMatches(matches, answer));
+        note.textContent = t("refine.showing", { query: words });
+      } catch (err) {
+        if (generation !== state.generation) return;
+        note.textContent = err instanceof UserError ? err.message : t("err.something");
+      }
+    });
+    return form;
+  }
+
+  // The search field of the start screen: the catalog by words alone.
+  function initCatalogSearch() {
+    el.catalogSearch.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const words = el.catalogSearchInput.value.trim();
+      el.catalogResults.hidden = false;
+      el.catalogResultsBody.replaceChildren();
+      if (!words) {
+        el.catalogResultsTitle.textContent = t("catalog_search.label");
+        el.catalogResultsBody.append(make("p", "hint small", t("search.empty")));
+        el.catalogSearchInput.focus();
+        return;
+      }
+      el.catalogResultsTitle.textContent = t("catalog_search.results", { query: words });
+      const status = make("p", "searching-text", t("select.searching"));
+      status.setAttribute("role", "status");
+      el.catalogResultsBody.append(status);
+      const generation = ++state.generation;
+      let response;
+      try {
+        response = await postJson("/api/v1/search", { text: words });
+      } catch (err) {
+        response = { status: 0, body: null, message: err.message };
+      }
+      if (generation !== state.generation) return;
+      el.catalogResultsBody.replaceChildren();
+      if (response.status !== 200) {
+        el.catalogResultsBody.append(make("p", "hint small", response.message || errorMessage(response.status, response.body)));
+        return;
+      }
+      renderMatches(el.catalogResultsBody, closeMatches(matchesOf(response.body), response.body));
+    });
   }
 
   // Only matches at or above the score floor the server reports (the retrieval calibration):
@@ -1015,7 +1190,7 @@
       translated.lang = target;
       body.append(translated);
     } else {
-      body.append(make("p", "text-note", block.translation_note || t("text.no_translation")));
+      body.append(...untranslatedNote(block, target));
     }
 
     const actions = make("div", "panel-actions");
@@ -1038,6 +1213,30 @@
     body.append(actions);
     body.append(searchTextButton(block.text || ""));
     focusPanel();
+  }
+
+  // Why a block has no translation, from the server's status code, in the viewer's language;
+  // for a missing model also the command that installs it (an operator's, not the viewer's).
+  const STATUS_MESSAGES = {
+    no_model: "status.no_model", same_language: "status.same_language", unknown_language: "status.unknown_language",
+    number: "status.number", no_words: "status.no_words", too_short: "status.too_short", name: "status.name",
+    same_text: "status.same_text", failed: "status.failed", unknown_target: "status.unknown_target",
+  };
+
+  function untranslatedNote(block, target) {
+    const key = STATUS_MESSAGES[block.translation_status];
+    const source = block.language;
+    const note = make("p", "text-note", key
+      ? t(key, { source: languageName(source), target: languageName(target) })
+      : block.translation_note || t("text.no_translation"));
+    note.dataset.status = block.translation_status || "";
+    if (block.translation_status !== "no_model" || !source || !target) return [note];
+    const how = make("div", "operator-hint");
+    how.append(make("p", "operator-title", t("operator.how")));
+    const fetches = missingPairs(source, target).map((pair) => `--fetch translate:${pair}`).join(" ");
+    how.append(make("code", "operator-command", `lens models prepare ${fetches}`));
+    how.append(make("p", "hint small", t("operator.offline")));
+    return [note, how];
   }
 
   // Listen: the browser's own speech synthesis, in the text's language, when it has a voice
@@ -1283,7 +1482,9 @@
       const { matches, answer } = await requestSearch(box);
       if (generation !== state.generation) return;
       body.replaceChildren();
-      renderMatches(body, closeMatches(matches, answer, state.result));
+      const list = make("div", "panel-matches");
+      renderMatches(list, closeMatches(matches, answer, state.result));
+      body.append(refineForm(box, list), list);
     } catch (err) {
       if (generation !== state.generation) return;
       body.replaceChildren();
@@ -1303,9 +1504,10 @@
 
   // By job id when the server still holds the upload (nothing sent twice); otherwise (a cached
   // answer has no job, or the upload expired) the photo goes again with the box.
-  async function requestSearch(box) {
+  async function requestSearch(box, text) {
+    const words = text ? { text } : {};
     if (state.jobId) {
-      const response = await postJson("/api/v1/search", { job_id: state.jobId, box });
+      const response = await postJson("/api/v1/search", { job_id: state.jobId, box, ...words });
       if (response.status === 200) return { matches: matchesOf(response.body), answer: response.body };
       if (response.status !== 404 && response.status !== 410) {
         throw new UserError(errorMessage(response.status, response.body));
@@ -1314,6 +1516,7 @@
     const form = new FormData();
     form.append("image", state.photo.blob, "photo");
     form.append("box", JSON.stringify(box));
+    if (text) form.append("text", text);
     let response;
     try {
       response = await fetch("/api/v1/search", { method: "POST", body: form, headers: { Accept: "application/json" } });
@@ -1367,6 +1570,7 @@
     initModes();
     initResizeFitting();
     initBoxSelection();
+    initCatalogSearch();
     el.cancel.addEventListener("click", () => (state.result ? (cancelInFlight(), show(el.result)) : startOver()));
     el.retry.addEventListener("click", () => { if (state.retry) state.retry(); });
     el.errorNewPhoto.addEventListener("click", startOver);
