@@ -70,6 +70,14 @@ def honest_matches(region: Region, matches: list[Match], config: IndexConfig) ->
     return region.model_copy(update=update)
 
 
+def combine_multisearch(shortlist: list[Match], text_scores: dict[int, float], text_weight: float) -> list[Match]:
+    """An image search's shortlist re-scored by words: (1 - text_weight) * its image score +
+    text_weight * the item's text score (0 for an item the words do not reach), best first."""
+    rescored = [m.model_copy(update={"score": round((1 - text_weight) * m.score + text_weight * text_scores.get(m.item_id, 0.0), 4)})
+                for m in shortlist]
+    return sorted(rescored, key=lambda m: -m.score)
+
+
 class Pipeline:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
@@ -114,6 +122,21 @@ class Pipeline:
         from lens.index import open_catalog
 
         return self._stage("catalog", lambda: open_catalog(self.settings, self.embedder))
+
+    @property
+    def text_embedder(self):
+        """The sentence model; loaded by the first text search only (analyze never asks)."""
+        from lens.textembed import create_text_embedder
+
+        return self._stage("textembed", lambda: create_text_embedder(self.settings))
+
+    @property
+    def text_index(self):
+        """The catalog's text index (lens.index.text), synced with the catalog on each search."""
+        from lens.index.text import TextIndex
+
+        return self._stage("text_index", lambda: TextIndex(
+            self.settings.catalog_dir, self.text_embedder, self.settings.text_search))
 
     @property
     def ocr(self):
@@ -264,6 +287,45 @@ class Pipeline:
                          else self.reranker.rerank(crop, matches, catalog)
                          for crop, matches in zip(crops, found, strict=True)]
         return [matches[:k] for matches in found]
+
+    def search_text(self, query: str, k: int | None = None, timer: Timer | None = None) -> list[Match]:
+        """Catalog items for words: sentence embedding fused with a keyword match (lens.index.text).
+        NoCatalogError when no catalog has been built."""
+        timer = timer or Timer()
+        catalog = self._require_catalog()
+        index = self.text_index
+        with timer.stage("text_index"):
+            index.sync(catalog)
+        with timer.stage("text_search"):
+            hits = index.search(query, k or self.settings.index.top_k)
+        return catalog.matches_for((h.item_id, h.score) for h in hits)
+
+    def multisearch(self, image: DecodedImage, box: Box, query: str, k: int | None = None) -> list[Match]:
+        """An image (box) search refined by words: the image search's shortlist of
+        text_search.multisearch_shortlist items is re-ranked by
+        (1 - multisearch_text_weight) * image score + multisearch_text_weight * text score,
+        the text score being the fused embedding + keyword score of lens.index.text."""
+        config = self.settings.text_search
+        k = k or self.settings.index.top_k
+        catalog = self._require_catalog()
+        shortlist = self.search_boxes(image, [box], k=max(k, config.multisearch_shortlist))[0]
+        if not shortlist:
+            return []
+        index = self.text_index
+        index.sync(catalog)
+        text_scores = {h.item_id: h.score for h in index.search(query, len(shortlist),
+                                                                  restrict=[m.item_id for m in shortlist])}
+        return combine_multisearch(shortlist, text_scores, config.multisearch_text_weight)[:k]
+
+    def _require_catalog(self):
+        catalog = self.catalog
+        if catalog is None:
+            from lens.index.text import NoCatalogError
+
+            raise NoCatalogError(
+                "there is no catalog to search yet; build one with `lens index add <folder>` "
+                "(or `lens demo-catalog`), or add items with POST /api/v1/items")
+        return catalog
 
     def read_text(self, image: DecodedImage, options: AnalyzeOptions, timer: Timer) -> list[TextBlock]:
         from lens.langid import identify_language

@@ -14,7 +14,7 @@ SPECS = load_manifest()
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
 def test_entry_is_complete(spec):
-    assert spec.stage in {"detect", "saliency", "embed", "ocr", "translate"}
+    assert spec.stage in {"detect", "saliency", "embed", "textembed", "ocr", "translate"}
     assert spec.description and spec.source and spec.licence
     assert spec.builtin or spec.file or spec.package, "no way to find the file"
     if spec.package:

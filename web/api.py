@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,36 @@ def job(job_id: str):
     return _json(gateway().job(job_id))
 
 
+def _query_text(fields: dict[str, Any]) -> str | None:
+    """The `text` of a search, or None when none was sent; empty, not a string, or longer
+    than text_search.max_query_chars is a 400."""
+    if "text" not in fields or fields["text"] is None:
+        return None
+    text = fields["text"]
+    if not isinstance(text, str):
+        raise bad_request("'text' must be a string", "bad_text")
+    check_json_value(text, 1)
+    text = " ".join(text.split())
+    if not text:
+        raise bad_request("'text' is empty; send some words to search for", "empty_text")
+    most = gateway().settings.text_search.max_query_chars
+    if len(text) > most:
+        raise bad_request(f"'text' is {len(text)} characters; the limit is {most}", "text_too_long")
+    return text
+
+
 @api.post("/api/v1/search")
 def search():
+    """Search the catalog by a photo (+ box), by words (`text`), or both (multisearch: the
+    photo's shortlist re-ranked by the words)."""
     gw = gateway()
     data, fields = read_fields(request)
     k = int_field(fields, "k", 1, 100)
+    text = _query_text(fields)
+    if text is not None and data is None and not fields.get("job_id"):
+        if "box" in fields and fields["box"] is not None:
+            raise bad_request("a 'box' needs a photo: send an 'image' or a 'job_id' with it", "box_without_image")
+        return _json({"text": text, "matches": gw.search_text(text, k)})
     if data is not None:
         image = gw.decode(data)
         path, width, height, image_id = gw.store_upload(data, image), image.width, image.height, image.sha256
@@ -100,10 +126,15 @@ def search():
             raise ApiError(410, "upload_expired", "the photo of that job is no longer stored; send it again")
         path, width, height, image_id = record.upload_path, record.width, record.height, record.image_id
     else:
-        raise ApiError(400, "missing_image", "send an 'image' (file or base64) or the 'job_id' of an earlier analysis")
+        raise ApiError(400, "missing_image", (
+            "send an 'image' (file or base64) or the 'job_id' of an earlier analysis, "
+            "or 'text' to search by words"))
     box = box_field(fields, width, height)
-    matches = gw.search(path, box, k)
-    return _json({"image_id": image_id, "box": list(box), "matches": matches})
+    matches = gw.search(path, box, k, text)
+    body = {"image_id": image_id, "box": list(box), "matches": matches}
+    if text is not None:
+        body["text"] = text
+    return _json(body)
 
 
 # -- catalog items ---------------------------------------------------------------------------
@@ -161,7 +192,18 @@ def item(item_id: int):
 @api.get("/api/v1/items/<int:item_id>/thumbnail")
 def item_thumbnail(item_id: int):
     item_id = _checked_item_id(item_id)
-    out = gateway().call("lens.item", item_id)
+    gw = gateway()
+    if gw.settings.catalog.backend == "postgres":
+        # Straight from the database: no disk shared with the worker that wrote it.
+        from lens.index.postgres import read_thumbnail
+
+        data = read_thumbnail(gw.settings, item_id)
+        if data is None:
+            raise ApiError(404, "no_thumbnail", f"item {item_id} has no thumbnail")
+        response = send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+    out = gw.call("lens.item", item_id)
     path = out.get("thumbnail_path")
     if not path or not Path(path).is_file():
         raise ApiError(404, "no_thumbnail", f"item {item_id} has no thumbnail")

@@ -120,9 +120,19 @@ class Gateway:
         return body
 
     # -- crop search -------------------------------------------------------------------------
-    def search(self, upload_path: str, box: tuple[float, ...], k: int | None) -> list[dict[str, Any]]:
-        out = self.call("lens.search", upload_path, list(box), k)
+    def search(self, upload_path: str, box: tuple[float, ...], k: int | None,
+               text: str | None = None) -> list[dict[str, Any]]:
+        """Matches for a box of a photo; with `text`, the box's shortlist re-ranked by it."""
+        out = self.call("lens.search", upload_path, list(box), k, text)
         return out["matches"]
+
+    def search_text(self, text: str, k: int | None) -> list[dict[str, Any]]:
+        """Matches for words alone (the catalog's text index)."""
+        if catalog_state(self.settings) == "none":
+            raise ApiError(409, "no_catalog", (
+                "there is no catalog to search yet; build one with `lens index add <folder>` "
+                "(or `lens demo-catalog`), or add items with POST /api/v1/items"))
+        return self.call("lens.search_text", text, k)["matches"]
 
     # -- synchronous tasks -------------------------------------------------------------------
     def call(self, task_name: str, *args: Any) -> dict[str, Any]:

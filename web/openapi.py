@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from lens import __version__
-from lens.config import LimitsConfig
+from lens.config import LimitsConfig, TextSearchConfig
 from lens.stages import PROGRESS
 from lens.types import AnalyzeResult, Match
 
@@ -59,11 +59,13 @@ JOB = {
 
 SEARCH = {
     "type": "object",
-    "required": ["image_id", "box", "matches"],
+    "required": ["matches"],
     "additionalProperties": False,
+    "description": "image_id and box for a photo search; text for a search by words (alone or with a photo)",
     "properties": {
         "image_id": {"type": "string"},
         "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+        "text": {"type": "string", "description": "the words searched for, whitespace collapsed"},
         "matches": {"type": "array", "items": _ref("Match")},
     },
 }
@@ -202,11 +204,20 @@ def openapi_document() -> dict[str, Any]:
                           "404": {"description": "no such job", "content": {"application/json": {"schema": _ref("Error")}}}},
         }},
         "/api/v1/search": {"post": {
-            "summary": "catalog matches for a box of a photo (or of an earlier job's photo)",
+            "summary": "catalog matches for a box of a photo (or of an earlier job's photo), for words, or both",
+            "description": (
+                "Send an `image` or a `job_id` (with an optional `box`) for a photo search; `text` alone to search "
+                "the catalog's titles and descriptions by words (sentence embedding fused with a typo-tolerant "
+                "keyword match); both for a multisearch: the photo's shortlist re-ranked by the words. Empty "
+                f"text, or text over {TextSearchConfig().max_query_chars} characters, is a 400; text with no "
+                "catalog built is a 409."),
             "requestBody": _body({"image": {}, "job_id": {"type": "string"},
                                   "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+                                  "text": {"type": "string", "minLength": 1,
+                                           "maxLength": TextSearchConfig().max_query_chars},
                                   "k": {"type": "integer", "minimum": 1, "maximum": 100}}),
             "responses": _responses(s200=("matches", "SearchResponse"), s404=("no such job", "Error"),
+                                    s409=("a search by words, and no catalog has been built yet", "Error"),
                                     s410=("that job's photo is no longer stored", "Error"),
                                     s504=("no worker answered in time", "Error"), **ERRORS, **LIMITED),
         }},

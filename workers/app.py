@@ -39,6 +39,7 @@ ROUTES = {
     **{f"lens.{b.name}": {"queue": b.queue} for b in BRANCHES},
     "lens.merge": {"queue": BRANCHES[0].queue},
     "lens.search": {"queue": BRANCHES[0].queue},
+    "lens.search_text": {"queue": BRANCHES[0].queue},
     "lens.item": {"queue": BRANCHES[0].queue},
     "lens.index.*": {"queue": "index"},
 }

@@ -156,11 +156,25 @@ def merge_job(runtime, job_id: str) -> str:
     return "done"
 
 
-def search_crop(runtime, upload_path: str, box: list[float], k: int | None) -> dict[str, Any]:
-    """Catalog matches for one box of a stored upload; errors come back as data."""
+def search_crop(runtime, upload_path: str, box: list[float], k: int | None,
+                text: str | None = None) -> dict[str, Any]:
+    """Catalog matches for one box of a stored upload, refined by `text` when given
+    (multisearch); errors come back as data."""
     try:
         image = _load_upload(runtime, upload_path)
-        matches = runtime.pipeline().search_boxes(image, [tuple(box)], k=k)[0]
+        if text:
+            matches = runtime.pipeline().multisearch(image, tuple(box), text, k=k)
+        else:
+            matches = runtime.pipeline().search_boxes(image, [tuple(box)], k=k)[0]
+    except LensError as exc:
+        return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
+    return {"matches": [m.model_dump(mode="json") for m in matches]}
+
+
+def search_words(runtime, text: str, k: int | None) -> dict[str, Any]:
+    """Catalog matches for words alone; errors come back as data."""
+    try:
+        matches = runtime.pipeline().search_text(text, k=k)
     except LensError as exc:
         return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
     return {"matches": [m.model_dump(mode="json") for m in matches]}
@@ -203,9 +217,14 @@ def register_tasks(app: Celery) -> None:
         return merge_job(runtime, job_id)
 
     @app.task(name="lens.search", shared=False)
-    def search(upload_path: str, box: list[float], k: int | None = None) -> dict[str, Any]:
+    def search(upload_path: str, box: list[float], k: int | None = None, text: str | None = None) -> dict[str, Any]:
         runtime.jobs.count_task("search")
-        return search_crop(runtime, upload_path, box, k)
+        return search_crop(runtime, upload_path, box, k, text)
+
+    @app.task(name="lens.search_text", shared=False)
+    def search_text(text: str, k: int | None = None) -> dict[str, Any]:
+        runtime.jobs.count_task("search_text")
+        return search_words(runtime, text, k)
 
     from workers.index_tasks import register_index_tasks
 

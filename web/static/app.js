@@ -23,6 +23,8 @@
   // long after the last key press.
   const KEY_NUDGE = 0.02;
   const KEY_SEARCH_DELAY_MS = 500;
+  // The server's text_search.max_query_chars (a longer query is a 400).
+  const MAX_QUERY_CHARS = 200;
   const LANG_STORAGE_KEY = "lens.targetLang";
   const UI_LANG_STORAGE_KEY = "lens.uiLang";
   // The page's own languages: one message catalog each under /static/i18n/ (en is the fallback
@@ -49,6 +51,9 @@
     overlay: $("overlay"), selection: $("selection"), panel: $("panel"),
     panelTitle: $("panel-title"), panelBody: $("panel-body"), panelClose: $("panel-close"),
     targetLang: $("target-lang"), uiLang: $("ui-lang"), toast: $("toast"), targetNote: $("target-note"),
+    catalogSearch: $("catalog-search"), catalogSearchInput: $("catalog-search-input"),
+    catalogResults: $("catalog-results"), catalogResultsTitle: $("catalog-results-title"),
+    catalogResultsBody: $("catalog-results-body"),
   };
 
   const state = {
@@ -138,6 +143,7 @@
     for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
     for (const node of document.querySelectorAll("[data-i18n-aria-label]")) node.setAttribute("aria-label", t(node.dataset.i18nAriaLabel));
     for (const node of document.querySelectorAll("[data-i18n-alt]")) node.alt = t(node.dataset.i18nAlt);
+    for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
     document.title = t("page.title");
     fillTargetLanguages();
   }
@@ -202,6 +208,7 @@
 
   // The API answers errors as {"error": {"code", "message"}}; anything else gets a plain sentence.
   function errorMessage(status, body) {
+    if (body && body.error && body.error.code === "no_catalog") return t("err.no_catalog");
     if (body && body.error && typeof body.error.message === "string") return body.error.message;
     if (status === 413) return t("err.too_large");
     if (status === 415) return t("err.unsupported");
@@ -1018,8 +1025,87 @@
   function openRegionPanel(region, number) {
     const what = region.label || t(region.kind === "salient" ? "region.salient" : "region.default");
     const body = openPanel(`${number}. ${what}`);
-    renderMatches(body, closeMatches(region.matches, region, state.result));
+    const list = make("div", "panel-matches");
+    renderMatches(list, closeMatches(region.matches, region, state.result));
+    // The words go above the matches, so that the re-ranked list is in view right below them.
+    body.append(refineForm(region.box, list), list);
     focusPanel();
+  }
+
+  // "Add words to this search" (multisearch): the same box again with words; the server
+  // re-ranks the photo's shortlist by them. The matches below the form are replaced.
+  function refineForm(box, list) {
+    const form = make("form", "refine");
+    form.setAttribute("role", "search");
+    const input = make("input", "text-input");
+    input.type = "search";
+    input.name = "text";
+    input.maxLength = MAX_QUERY_CHARS;
+    input.autocomplete = "off";
+    input.enterKeyHint = "search";
+    input.placeholder = t("refine.placeholder");
+    input.setAttribute("aria-label", t("refine.label"));
+    const button = make("button", "button small", t("refine.button"));
+    button.type = "submit";
+    const note = make("p", "hint small refine-note");
+    note.setAttribute("role", "status");
+    form.append(make("p", "refine-title", t("refine.label")), input, button, note);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const words = input.value.trim();
+      if (!words) {
+        note.textContent = t("search.empty");
+        input.focus();
+        return;
+      }
+      note.textContent = t("select.searching");
+      const generation = ++state.generation;
+      try {
+        const { matches, answer } = await requestSearch(box, words);
+        if (generation !== state.generation) return;
+        list.replaceChildren();
+        renderMatches(list, closeMatches(matches, answer));
+        note.textContent = t("refine.showing", { query: words });
+      } catch (err) {
+        if (generation !== state.generation) return;
+        note.textContent = err instanceof UserError ? err.message : t("err.something");
+      }
+    });
+    return form;
+  }
+
+  // The search field of the start screen: the catalog by words alone.
+  function initCatalogSearch() {
+    el.catalogSearch.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const words = el.catalogSearchInput.value.trim();
+      el.catalogResults.hidden = false;
+      el.catalogResultsBody.replaceChildren();
+      if (!words) {
+        el.catalogResultsTitle.textContent = t("catalog_search.label");
+        el.catalogResultsBody.append(make("p", "hint small", t("search.empty")));
+        el.catalogSearchInput.focus();
+        return;
+      }
+      el.catalogResultsTitle.textContent = t("catalog_search.results", { query: words });
+      const status = make("p", "searching-text", t("select.searching"));
+      status.setAttribute("role", "status");
+      el.catalogResultsBody.append(status);
+      const generation = ++state.generation;
+      let response;
+      try {
+        response = await postJson("/api/v1/search", { text: words });
+      } catch (err) {
+        response = { status: 0, body: null, message: err.message };
+      }
+      if (generation !== state.generation) return;
+      el.catalogResultsBody.replaceChildren();
+      if (response.status !== 200) {
+        el.catalogResultsBody.append(make("p", "hint small", response.message || errorMessage(response.status, response.body)));
+        return;
+      }
+      renderMatches(el.catalogResultsBody, closeMatches(matchesOf(response.body), response.body));
+    });
   }
 
   // Only matches at or above the score floor the server reports (the retrieval calibration):
@@ -1396,7 +1482,9 @@
       const { matches, answer } = await requestSearch(box);
       if (generation !== state.generation) return;
       body.replaceChildren();
-      renderMatches(body, closeMatches(matches, answer, state.result));
+      const list = make("div", "panel-matches");
+      renderMatches(list, closeMatches(matches, answer, state.result));
+      body.append(refineForm(box, list), list);
     } catch (err) {
       if (generation !== state.generation) return;
       body.replaceChildren();
@@ -1416,9 +1504,10 @@
 
   // By job id when the server still holds the upload (nothing sent twice); otherwise (a cached
   // answer has no job, or the upload expired) the photo goes again with the box.
-  async function requestSearch(box) {
+  async function requestSearch(box, text) {
+    const words = text ? { text } : {};
     if (state.jobId) {
-      const response = await postJson("/api/v1/search", { job_id: state.jobId, box });
+      const response = await postJson("/api/v1/search", { job_id: state.jobId, box, ...words });
       if (response.status === 200) return { matches: matchesOf(response.body), answer: response.body };
       if (response.status !== 404 && response.status !== 410) {
         throw new UserError(errorMessage(response.status, response.body));
@@ -1427,6 +1516,7 @@
     const form = new FormData();
     form.append("image", state.photo.blob, "photo");
     form.append("box", JSON.stringify(box));
+    if (text) form.append("text", text);
     let response;
     try {
       response = await fetch("/api/v1/search", { method: "POST", body: form, headers: { Accept: "application/json" } });
@@ -1480,6 +1570,7 @@
     initModes();
     initResizeFitting();
     initBoxSelection();
+    initCatalogSearch();
     el.cancel.addEventListener("click", () => (state.result ? (cancelInFlight(), show(el.result)) : startOver()));
     el.retry.addEventListener("click", () => { if (state.retry) state.retry(); });
     el.errorNewPhoto.addEventListener("click", startOver);
