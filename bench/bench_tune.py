@@ -72,7 +72,7 @@ def run(ctx: BenchContext) -> list[Table]:
                      round(cpu / 60, 1), round(cpu / 60 / cpu_count(), 1),
                      round(report.held_out_top1_before, 3), round(report.held_out_top1_after, 3)])
         apply_settings_policy(settings)  # one query, one thread, as a worker serves it
-        queries = np.asarray(catalog._all_vectors()[1][:10])
+        queries = np.asarray(catalog.all_vectors()[1][:10])
         ms = {"plain": [], "head": []}
         head = catalog.active_head()
         for _ in range(50 if not ctx.quick else 5):

@@ -127,7 +127,7 @@ def test_random_weight_head_is_applied_to_queries_and_catalog_and_ignored_when_i
     catalog = _open_catalog()
     try:
         ids = np.array([r[0] for r in catalog.image_rows()])
-        query = np.asarray(catalog._all_vectors()[1][:1])
+        query = np.asarray(catalog.all_vectors()[1][:1])
         (plain,) = catalog.search(query, k=5)
         # An orthogonal head keeps every cosine: the same ranking and scores.
         rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(catalog.dim, catalog.dim)))
