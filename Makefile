@@ -6,6 +6,9 @@ LENS := $(VENV)/bin/lens
 HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
+# make up CATALOG=postgres VECTORS=milvus: the fleet shape with those backends (scripts/fleet.sh).
+CATALOG ?=
+VECTORS ?=
 
 .PHONY: setup run test lint bench up down demo-catalog schema clean
 
@@ -18,6 +21,7 @@ run: setup
 
 test: setup
 	@scripts/ensure-redis.sh
+	@scripts/ensure-postgres.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
@@ -30,8 +34,8 @@ bench: setup
 
 up: setup
 	@scripts/ensure-redis.sh
-	@$(LENS) demo-catalog --if-empty
-	@scripts/fleet.sh up $(WORKERS) $(HOST) $(PORT)
+	@[ -n "$(CATALOG)$(VECTORS)" ] || $(LENS) demo-catalog --if-empty
+	@CATALOG=$(CATALOG) VECTORS=$(VECTORS) scripts/fleet.sh up $(WORKERS) $(HOST) $(PORT)
 
 down:
 	@scripts/fleet.sh down

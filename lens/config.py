@@ -35,14 +35,15 @@ class ConfigError(ValueError):
     """A setting is unknown or invalid; the message names it."""
 
 
-def registered_backend(stage: str, allow_none: bool = True) -> Any:
-    """A backend name checked against the stage's own table (lens.<stage>.BACKENDS), so that a
-    new backend is one file plus its line in that table, and no list here goes stale."""
+def registered_backend(stage: str, allow_none: bool = True, module: str | None = None) -> Any:
+    """A backend name checked against the stage's own table (lens.<stage>.BACKENDS, or
+    <module>.BACKENDS), so that a new backend is one file plus its line in that table, and no
+    list here goes stale."""
 
     def check(name: str) -> str:
         import importlib
 
-        known = set(importlib.import_module(f"lens.{stage}").BACKENDS) | ({"none"} if allow_none else set())
+        known = set(importlib.import_module(module or f"lens.{stage}").BACKENDS) | ({"none"} if allow_none else set())
         if name not in known:
             raise ValueError(f"unknown {stage} backend '{name}' (known: {', '.join(sorted(known))})")
         return name
@@ -54,7 +55,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def check_backend_options(stage: str, backend: str, options: dict[str, Any]) -> None:
+def check_backend_options(stage: str, backend: str, options: dict[str, Any], module: str | None = None) -> None:
     """The chosen backend's own options (its `Options` model, lens.registry) must accept these;
     checked only when some are given, so that the default start imports no backend."""
     if not options or backend == "none":
@@ -63,7 +64,7 @@ def check_backend_options(stage: str, backend: str, options: dict[str, Any]) -> 
 
     from lens.registry import load_backend, options_of
 
-    table = importlib.import_module(f"lens.{stage}").BACKENDS
+    table = importlib.import_module(module or f"lens.{stage}").BACKENDS
     try:
         options_of(load_backend(stage, backend, table)).parse(options)
     except ValidationError as exc:
@@ -78,11 +79,13 @@ class BackendSection(Section):
     easyocr: model_dir, languages; the others take none yet)."""
 
     stage: ClassVar[str]
+    # Where the stage's BACKENDS table is, when not lens.<stage>.
+    module: ClassVar[str | None] = None
     options: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _backend_options(self) -> Self:
-        check_backend_options(self.stage, self.backend, self.options)  # type: ignore[attr-defined]
+        check_backend_options(self.stage, self.backend, self.options, self.module)  # type: ignore[attr-defined]
         return self
 
 
@@ -207,7 +210,9 @@ class RegionConfig(Section):
     # tuning half the main objects the ranking left out were mostly detections at 0.25-0.5
     # under a big salient box; recall 54 -> 57 of 61, junk 0.136 -> 0.137, OSIE validation
     # fixation shares 0.634 / 0.847 -> 0.634 / 0.859, GroceryStore first dot unchanged (0.3: 55,
-    # 0.2: 57 with more junk).
+    # 0.2: 57 with more junk). Its cost: ~0.5 more dots per photo, each one embedded and re-ranked:
+    # the region branch took 1.13x on 20 OSIE photos and 1.33x on 20 GroceryStore close-ups
+    # (piles of fruit: more fruit gets a dot; any-dot top-5 0.764 -> 0.784), over issue 14's 20%.
     detection_keep_confidence: float = Field(0.25, ge=0.0, le=1.01)
     # Candidates overlapping a better one by more than this IoU are the same thing found twice
     # (a detection and the segment around it, a blob at two thresholds). 0.3 rather than the
@@ -356,6 +361,28 @@ class IndexConfig(Section):
     hnsw_ef_search: int = Field(64, ge=1)
     # IVF lists probed per query (of ~4 sqrt(n) lists).
     ivf_nprobe: int = Field(16, ge=1)
+
+
+class CatalogConfig(BackendSection):
+    """Where the catalog's items, images, thumbnails and vectors (as the truth) are stored."""
+
+    stage = "catalog"
+    module = "lens.index"
+    # "sqlite": files under <data_dir>/catalog, one machine (or a shared disk).
+    # "postgres": tables in PostgreSQL, written in transactions by any worker (`lens db
+    # migrate`); its options (url, schema, pool_size, timeout_s) in lens/index/postgres.py.
+    backend: registered_backend("catalog", allow_none=False, module="lens.index") = "sqlite"
+
+
+class VectorsConfig(BackendSection):
+    """Where the catalog's vectors are searched (lens/index/stores)."""
+
+    stage = "vectors"
+    module = "lens.index.stores"
+    # "faiss": an index in each process's memory, saved beside the catalog (one machine).
+    # "milvus": one Milvus collection every worker searches (a fleet without shared disk); its
+    # options (uri, collection, index, ...) in lens/index/stores/milvus_store.py.
+    backend: registered_backend("vectors", allow_none=False, module="lens.index.stores") = "faiss"
 
 
 class TextSearchConfig(BackendSection):
@@ -536,6 +563,8 @@ class Settings(BaseSettings):
     regions: RegionConfig = RegionConfig()
     embed: EmbedConfig = EmbedConfig()
     index: IndexConfig = IndexConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    vectors: VectorsConfig = VectorsConfig()
     rerank: RerankConfig = RerankConfig()
     text_search: TextSearchConfig = TextSearchConfig()
     ocr: OcrConfig = OcrConfig()

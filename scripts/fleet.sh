@@ -5,6 +5,12 @@
 #
 # Worker 1 serves vision,text,index (it alone writes the catalog); the others vision,text.
 # Settings (LENS_REDIS_URL, LENS_DATA_DIR, ...) come from the environment / lens.toml as usual.
+#
+# CATALOG=postgres (make up CATALOG=postgres): the catalog in PostgreSQL (scripts/ensure-postgres.sh
+# starts one on 127.0.0.1:5432 where none answers; LENS_CATALOG__OPTIONS__URL overrides), migrated
+# with `lens db migrate`. VECTORS=milvus: vectors in Milvus at LENS_VECTORS__OPTIONS__URI, or, unset,
+# a Milvus Lite server (`python -m milvus_lite server`, the Milvus API on 127.0.0.1:19530) that
+# `up` starts and `down` stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +47,7 @@ up() {
     # ensure-redis.sh started this one: ours to stop on `down`.
     cp var/redis/redis.pid "$RUN/redis.pid"
   fi
+  backends
   for i in $(seq 1 "$workers"); do
     local queues=vision,text
     [ "$i" -eq 1 ] && queues=vision,text,index
@@ -68,10 +75,42 @@ up() {
   echo "lens fleet up: $workers worker(s), gateway at http://$host:$port/  (logs in $LOG, stop with 'make down')"
 }
 
+backends() {
+  case "${CATALOG:-}" in
+    ""|sqlite) ;;
+    postgres)
+      export LENS_CATALOG__BACKEND=postgres
+      export LENS_CATALOG__OPTIONS__URL=${LENS_CATALOG__OPTIONS__URL:-postgresql://postgres@127.0.0.1:5432/test}
+      [[ "$LENS_CATALOG__OPTIONS__URL" == *127.0.0.1:5432* ]] && scripts/ensure-postgres.sh
+      "$VENV/bin/lens" db migrate ;;
+    *) echo "fleet: CATALOG must be sqlite or postgres, not '$CATALOG'" >&2; exit 2 ;;
+  esac
+  case "${VECTORS:-}" in
+    ""|faiss) ;;
+    milvus)
+      export LENS_VECTORS__BACKEND=milvus
+      if [ -z "${LENS_VECTORS__OPTIONS__URI:-}" ]; then
+        export LENS_VECTORS__OPTIONS__URI=http://127.0.0.1:${MILVUS_PORT:-19530}
+        mkdir -p "${FLEET_DIR:-var}/milvus"
+        nohup "$VENV/bin/python" -m milvus_lite server --data-dir "${FLEET_DIR:-var}/milvus" --host 127.0.0.1 \
+          --port "${MILVUS_PORT:-19530}" >"$LOG/milvus.log" 2>&1 &
+        echo $! >"$RUN/milvus.pid"
+        for _ in $(seq 100); do
+          (exec 3<>"/dev/tcp/127.0.0.1/${MILVUS_PORT:-19530}") 2>/dev/null && break
+          sleep 0.2
+        done
+      fi ;;
+    *) echo "fleet: VECTORS must be faiss or milvus, not '$VECTORS'" >&2; exit 2 ;;
+  esac
+  if [ -n "${CATALOG:-}${VECTORS:-}" ]; then
+    "$VENV/bin/lens" demo-catalog --if-empty
+  fi
+}
+
 down() {
   local stopped=0
   # Gateway first (no new jobs), then workers (warm shutdown finishes the task in hand), Redis last.
-  for pidfile in "$RUN"/gateway.pid "$RUN"/worker*.pid "$RUN"/redis.pid; do
+  for pidfile in "$RUN"/gateway.pid "$RUN"/worker*.pid "$RUN"/milvus.pid "$RUN"/redis.pid; do
     [ -f "$pidfile" ] || continue
     if alive "$pidfile"; then
       kill -TERM "$(cat "$pidfile")"

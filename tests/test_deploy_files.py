@@ -354,3 +354,18 @@ def test_gateway_healthcheck_script(monkeypatch, serving):
             server.shutdown()
             server.server_close()
     assert result.returncode == (0 if serving else 1)
+
+
+def test_compose_backends_override_names_known_settings_and_declared_volumes(compose, lens_env):
+    """docker/compose.backends.yaml (PostgreSQL + Milvus) overrides services compose.yaml has,
+    with settings the server accepts, and declares the volumes it mounts."""
+    backends = yaml.safe_load((DOCKER / "compose.backends.yaml").read_text())
+    volumes = set(backends.get("volumes", {}))
+    for name, service in backends["services"].items():
+        assert name in compose["services"] or "image" in service, f"{name}: neither overridden nor defined"
+        env = service.get("environment", {})
+        check_lens_env({k: str(v) for k, v in env.items() if k.startswith("LENS_")})
+        for mount in service.get("volumes", []):
+            assert mount.split(":")[0] in volumes, f"{name}: volume {mount} is not declared"
+        for dependency in service.get("depends_on", {}):
+            assert dependency in backends["services"], f"{name} depends on unknown {dependency}"

@@ -71,7 +71,9 @@ def test_a_failed_write_rolls_back_and_never_blocks_the_next(app_client, stamps,
             patch.setattr(catalog_module, "_write_thumbnail", fail)
             response = add(client, stamps[3])
         elif where == "remove-at-save":  # the new faiss generation cannot be written
-            patch.setattr(catalog_module, "atomic_write_bytes", disk_full)
+            import lens.index.stores.faiss_store as faiss_store
+
+            patch.setattr(faiss_store, "atomic_write_bytes", disk_full)
             response = client.delete(f"/api/v1/items/{before[0][0][0]}", headers=AUTH)
         else:  # a bug after the UPDATE ran
             patch.setattr(catalog_module.Catalog, "get", lambda *a: fail())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,18 @@ def item(item_id: int):
 @api.get("/api/v1/items/<int:item_id>/thumbnail")
 def item_thumbnail(item_id: int):
     item_id = _checked_item_id(item_id)
-    out = gateway().call("lens.item", item_id)
+    gw = gateway()
+    if gw.settings.catalog.backend == "postgres":
+        # Straight from the database: no disk shared with the worker that wrote it.
+        from lens.index.postgres import read_thumbnail
+
+        data = read_thumbnail(gw.settings, item_id)
+        if data is None:
+            raise ApiError(404, "no_thumbnail", f"item {item_id} has no thumbnail")
+        response = send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+    out = gw.call("lens.item", item_id)
     path = out.get("thumbnail_path")
     if not path or not Path(path).is_file():
         raise ApiError(404, "no_thumbnail", f"item {item_id} has no thumbnail")

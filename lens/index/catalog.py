@@ -52,7 +52,8 @@ from lens.files import (
     remove_stale_temporaries,
 )
 from lens.image import DecodedImage, decode_image
-from lens.index.vectors import VectorIndex, choose_kind
+from lens.index.stores import VectorStore, create_vector_store
+from lens.index.vectors import choose_kind
 from lens.types import Match
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,10 @@ FORMAT_VERSION = 1
 META_FILE = "catalog.json"
 DB_FILE = "catalog.sqlite"
 THUMBNAIL_SIDE = 256
-# Rebuild an HNSW index at save time once this share of its vectors belongs to removed items.
-HNSW_DEAD_SHARE = 0.1
+# Searches that lose hits to vectors the metadata does not have ask again for 4x as many, up
+# to this many times and this many hits (Milvus' own topk limit).
+SEARCH_REFETCHES = 3
+MAX_FETCH = 16384
 EDITABLE_FIELDS = ("title", "url", "external_id", "extra")
 
 SCHEMA = """
@@ -179,7 +182,14 @@ class Catalog:
         self._vectors_changed = False
         self._most_images: int | None = None
         self._generation = self._committed_generation()
-        self._vectors = self._load_vectors(self._generation)
+        # The vectors' search side (lens/index/stores: faiss in memory, or Milvus), derived
+        # from the vectors in the items table.
+        try:
+            self._vectors: VectorStore = create_vector_store(settings, folder, self.dim, self)
+            self._vectors.load(self._generation, self.meta)
+        except BaseException:
+            conn.close()
+            raise
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -190,15 +200,7 @@ class Catalog:
             if not create:
                 return None
             folder.mkdir(parents=True, exist_ok=True)
-            meta = {
-                "format": FORMAT_VERSION,
-                "embedder": {"name": embedder.name, "version": embedder.version},
-                "dim": int(embedder.dim),
-                "created_at": time.time(),
-                "generation": 0,
-                "index_kind": choose_kind(settings.index, 0),
-                "items": 0,
-            }
+            meta = cls.new_meta(settings, embedder)
             conn = _connect(folder / DB_FILE)
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0')")
             atomic_write_json(meta_path, meta)
@@ -207,46 +209,40 @@ class Catalog:
                 meta = json.loads(meta_path.read_text())
             except (OSError, ValueError) as exc:
                 raise CatalogError(f"{meta_path} is unreadable: {exc}") from None
-            built = meta.get("embedder", {})
-            if (built.get("name"), built.get("version")) != (embedder.name, embedder.version):
-                raise CatalogMismatchError(
-                    f"the catalog in {folder} was built with embedder {built.get('name')} "
-                    f"({built.get('version')}), but the configured embedder is {embedder.name} "
-                    f"({embedder.version}); their vectors cannot be compared. Set embed.backend "
-                    f"back to {built.get('name')}, or rebuild the catalog (`lens index add`) in "
-                    "an empty data dir."
-                )
+            check_embedder(meta, embedder, f"in {folder}")
             conn = _connect(folder / DB_FILE)
         (folder / "thumbs").mkdir(exist_ok=True)
         remove_stale_temporaries(folder)
         return cls(folder, settings, embedder, conn, meta)
 
+    @staticmethod
+    def new_meta(settings: Settings, embedder) -> dict:
+        return {
+            "format": FORMAT_VERSION,
+            "embedder": {"name": embedder.name, "version": embedder.version},
+            "dim": int(embedder.dim),
+            "created_at": time.time(),
+            "generation": 0,
+            "index_kind": choose_kind(settings.index, 0),
+            "items": 0,
+        }
+
+    @classmethod
+    def peek(cls, settings: Settings) -> tuple[dict, int] | None:
+        """(meta, committed writes) without opening the catalog; None when there is none."""
+        try:
+            meta = json.loads((settings.catalog_dir / META_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta, committed_writes(settings.catalog_dir) or 0
+
     def _committed_generation(self) -> int:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def _vector_file(self, generation: int) -> Path:
-        return self.folder / f"vectors-{generation}.faiss"
-
-    def _load_vectors(self, generation: int) -> VectorIndex:
-        path = self._vector_file(generation)
-        live = self.image_count()
-        kind = self.meta.get("index_kind") or choose_kind(self.settings.index, live)
-        if path.is_file():
-            index = VectorIndex.from_bytes(np.fromfile(path, dtype=np.uint8), kind, self.settings.index)
-            index.dead = max(0, index.size - live) if kind == "hnsw" else 0
-            if index.dim == self.dim and (kind == "hnsw" or index.size == live):
-                return index
-            log.warning("%s does not match the items table; rebuilding it from SQLite", path)
-        elif generation > 0:
-            log.warning("%s is missing; rebuilding the index from SQLite", path)
-        return self._rebuild(kind)
-
-    def _rebuild(self, kind: str) -> VectorIndex:
-        ids, vectors = self._all_vectors()
-        return VectorIndex.build(self.dim, kind, self.settings.index, ids, vectors)
-
-    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every image's (id, vector), as this connection sees them (open transaction included):
+        what a vector store is built and repaired from."""
         rows = self._conn.execute("SELECT id, vector FROM items ORDER BY id").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, self.dim)
@@ -261,7 +257,7 @@ class Catalog:
             if generation == self._generation:
                 return False
             self.meta = self._read_meta()
-            self._vectors = self._load_vectors(generation)
+            self._vectors.load(generation, self.meta)
             self._generation = generation
             self._most_images = None
             return True
@@ -285,7 +281,7 @@ class Catalog:
         # A scan of the table: remembered until the next change (search calls it every time).
         if self._most_images is None:
             row = self._conn.execute(
-                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id))"
+                "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM items GROUP BY COALESCE(parent_id, id)) AS per_item"
             ).fetchone()
             self._most_images = int(row[0] or 1)
         return self._most_images
@@ -314,13 +310,27 @@ class Catalog:
             if self._vectors.size == 0 or len(queries) == 0:
                 return [[] for _ in queries]
             # Over-fetch images so that k distinct items remain once each is kept at its best image.
-            scores, ids = self._vectors.search(queries, k * self._most_images_per_item())
-            wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
-            images = self._rows_by_id(wanted)
-            owner = {i: r["parent_id"] or i for i, r in images.items()}
-            rows = {i: r for i, r in images.items() if r["parent_id"] is None}
-            rows.update(self._rows_by_id(set(owner.values()) - set(rows)))
+            fetch = k * self._most_images_per_item()
+            for _ in range(SEARCH_REFETCHES + 1):
+                scores, ids = self._vectors.search(queries, fetch)
+                results, short = self._matches(scores, ids, k, min_score)
+                # A full page that still left a row short of k items held ids the metadata does
+                # not have (vectors a writer killed mid-save left in Milvus): ask for more.
+                if not short or ids.shape[1] < fetch or fetch >= MAX_FETCH:
+                    break
+                fetch = min(fetch * 4, MAX_FETCH)
+        return results
+
+    def _matches(self, scores: np.ndarray, ids: np.ndarray, k: int, min_score: float) -> tuple[list[list[Match]], bool]:
+        """The store's hits joined against the items table: (matches per query, whether a row has
+        fewer than k matches although the store returned a full page of hits for it)."""
+        wanted = {int(i) for i, s in zip(ids.ravel(), scores.ravel(), strict=True) if i >= 0 and s >= min_score}
+        images = self._rows_by_id(wanted)
+        owner = {i: r["parent_id"] or i for i, r in images.items()}
+        rows = {i: r for i, r in images.items() if r["parent_id"] is None}
+        rows.update(self._rows_by_id(set(owner.values()) - set(rows)))
         results = []
+        short = False
         for row_scores, row_ids in zip(scores, ids, strict=True):
             matches: list[Match] = []
             listed: set[int] = set()
@@ -332,8 +342,10 @@ class Catalog:
                 matches.append(_match_from_row(row, float(score)))
                 if len(matches) == k:
                     break
+            full_page = len(row_ids) > 0 and row_ids[-1] >= 0 and row_scores[-1] >= min_score
+            short = short or (len(matches) < k and full_page)
             results.append(matches)
-        return results
+        return results, short
 
     def matches_for(self, scored: Iterable[tuple[int, float]]) -> list[Match]:
         """Matches for (item id, score) pairs from another index (text search), in that order;
@@ -342,6 +354,12 @@ class Catalog:
         with self._lock:
             rows = self._rows_by_id(i for i, _ in scored)
         return [_match_from_row(rows[i], s) for i, s in scored if i in rows and rows[i]["parent_id"] is None]
+
+    def committed_writes(self) -> int:
+        """Saves committed so far, by any process (the counter result caches key on)."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'writes'").fetchone()
+        return int(row[0]) if row else 0
 
     def item_texts(self) -> list[tuple[int, str, str]]:
         """(item id, title, description) of every item, in id order: what text search reads
@@ -403,7 +421,11 @@ class Catalog:
                 "SELECT image_path FROM items WHERE (id = ? OR parent_id = ?) AND image_path IS NOT NULL ORDER BY id",
                 (int(item_id), int(item_id)),
             ).fetchall()
-        return [str(r[0]) if Path(r[0]).is_absolute() else str(self.folder / r[0]) for r in rows]
+        return [self._image_file(r[0]) for r in rows]
+
+    def thumbnail_bytes(self, item_id: int) -> bytes:
+        """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
+        return self.thumbnail_path(item_id).read_bytes()
 
     def reference_images(self, item_id: int) -> list[tuple[str, str, str | None, bytes | None]]:
         """For each of the item's images: (content hash, path as image_paths gives it, params
@@ -415,8 +437,11 @@ class Catalog:
                 "WHERE (i.id = ? OR i.parent_id = ?) AND i.image_path IS NOT NULL ORDER BY i.id",
                 (int(item_id), int(item_id)),
             ).fetchall()
-        return [(r[0], str(r[1]) if Path(r[1]).is_absolute() else str(self.folder / r[1]), r[2],
-                 bytes(r[3]) if r[3] is not None else None) for r in rows]
+        return [(r[0], self._image_file(r[1]), r[2], bytes(r[3]) if r[3] is not None else None) for r in rows]
+
+    def _image_file(self, reference: str) -> str:
+        """The file behind items.image_path: absolute as added, or relative to the folder."""
+        return str(reference) if Path(reference).is_absolute() else str(self.folder / reference)
 
     def thumbnail_path(self, item_id: int) -> Path:
         """The item's JPEG thumbnail; ItemNotFoundError for an unknown item."""
@@ -452,19 +477,34 @@ class Catalog:
     def _begin(self) -> None:
         if self._in_transaction:
             return
+        self._begin_transaction()
+        self._in_transaction = True
+        # Another writer may have saved between our last look and taking the lock.
+        generation = self._committed_generation()
+        if generation != self._generation:
+            self._vectors.load(generation, self.meta)
+            self._generation = generation
+            self._most_images = None
+        try:
+            self._vectors.begin()
+        except LensError:
+            self._conn.execute("ROLLBACK")
+            self._in_transaction = False
+            raise
+
+    def _begin_transaction(self) -> None:
+        """Open the write transaction, holding the catalog's one write lock."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise CatalogBusyError(
                 f"another process is writing to the catalog in {self.folder} ({exc}); try again later"
             ) from None
-        self._in_transaction = True
-        # Another writer may have saved between our last look and taking the lock.
-        generation = self._committed_generation()
-        if generation != self._generation:
-            self._vectors = self._load_vectors(generation)
-            self._generation = generation
-            self._most_images = None
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back already (an I/O error or a full disk ends it).
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._conn.execute("ROLLBACK")
 
     def add_image(
         self,
@@ -558,34 +598,30 @@ class Catalog:
             self._begin()
             ids = []
             for (new, image, data, outcome), vector, feature in zip(decoded, vectors, features, strict=True):
-                image_path = str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
+                image_path = self._image_reference(new, image, data)
                 parent = new.item_id
                 if parent is None and join_external_id and new.external_id:
                     # Sees the rows inserted earlier in this transaction, too.
                     parent = self.find(external_id=new.external_id)
                 # A further image of an item carries no metadata of its own: the item's row has it.
                 meta = (new.external_id, new.title or "", new.url, json.dumps(new.extra or {})) if parent is None else (None, "", None, "{}")
-                cursor = self._conn.execute(
+                image_id = int(self._conn.execute(
                     "INSERT INTO items (content_hash, external_id, title, url, image_path, width, height, extra, added_at, vector, parent_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         image.sha256, meta[0], meta[1], meta[2], image_path, image.width, image.height, meta[3],
                         time.time(), np.asarray(vector, dtype=np.float32).tobytes(), parent,
                     ),
-                )
-                image_id = int(cursor.lastrowid)
+                ).fetchall()[0][0])  # all rows: a RETURNING statement ends once read to its end
                 if feature is not None:
-                    self._conn.execute("INSERT OR REPLACE INTO local_features (content_hash, params, data) VALUES (?, ?, ?)",
+                    self._conn.execute("INSERT INTO local_features (content_hash, params, data) VALUES (?, ?, ?) "
+                                       "ON CONFLICT (content_hash) DO UPDATE SET params = excluded.params, data = excluded.data",
                                        (image.sha256, *feature))
                 if parent is None:
-                    _write_thumbnail(image.rgb, self.folder / "thumbs" / f"{image_id}.jpg")
+                    self._put_thumbnail(image_id, image.rgb)
                 outcome.status, outcome.item_id, outcome.image_id = "added", parent or image_id, image_id
                 ids.append(image_id)
-            if self._vectors.kind == "ivf" and not self._vectors.trained:
-                # An IVF index learns its lists from data; the first vectors train it.
-                self._vectors = self._rebuild("ivf")
-            else:
-                self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
+            self._vectors.add(np.asarray(ids, dtype=np.int64), vectors)
             self._vectors_changed = True
             self._most_images = None
             for repeat, first in repeats:
@@ -616,6 +652,17 @@ class Catalog:
         if outcome.status == "failed":
             raise BadInputError(f"{outcome.source}: {outcome.message}")
         return outcome
+
+    def _image_reference(self, new: NewItem, image: DecodedImage, data: bytes) -> str:
+        """What items.image_path records: the file added (absolute), or a copy of an upload."""
+        return str(new.image.resolve()) if isinstance(new.image, Path) else self._store_upload(image, data)
+
+    def _put_thumbnail(self, item_id: int, rgb: np.ndarray) -> None:
+        _write_thumbnail(rgb, self.folder / "thumbs" / f"{item_id}.jpg")
+
+    def _drop_thumbnails(self, item_ids: list[int]) -> None:
+        for item_id in item_ids:
+            (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
 
     def _store_upload(self, image: DecodedImage, data: bytes) -> str:
         relative = Path("images") / image.sha256[:2] / f"{image.sha256}.{image.format.lower()}"
@@ -655,8 +702,7 @@ class Catalog:
             self._vectors.remove(images)
             self._most_images = None
             self._vectors_changed = True
-            for item_id in present:
-                (self.folder / "thumbs" / f"{item_id}.jpg").unlink(missing_ok=True)
+            self._drop_thumbnails(present)
             return present
 
     def save(self) -> None:
@@ -669,55 +715,40 @@ class Catalog:
                 return
             count = self.count()
             if self._vectors_changed:
-                self._vectors = self._index_to_save(self.image_count())
                 generation = self._generation + 1
-                atomic_write_bytes(self._vector_file(generation), self._vectors.to_bytes())
+                self._vectors.prepare_save(generation, self.meta)
                 self._conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
             else:
                 generation = self._generation
             # Every save counts, vectors changed or not (a new title changes search answers):
             # result caches key on this counter (committed_writes).
             self._conn.execute("INSERT INTO meta(key, value) VALUES ('writes', '1') ON CONFLICT(key) "
-                               "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+                               "DO UPDATE SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)")
+            meta = {**self.meta, "generation": generation, "index_kind": self._vectors.kind, "items": count,
+                    "saved_at": time.time()}
+            self._write_meta_in_transaction(meta)
             self._conn.execute("COMMIT")
             self._in_transaction = False
             self._vectors_changed = False
             self._generation = generation
-            self.meta.update(generation=generation, index_kind=self._vectors.kind, items=count, saved_at=time.time())
-            atomic_write_json(self.folder / META_FILE, self.meta)
-            # Keep the previous generation too: a reader may be loading it right now.
-            for old in self.folder.glob("vectors-*.faiss"):
-                stem = old.stem.removeprefix("vectors-")
-                if stem.isdigit() and int(stem) < generation - 1:
-                    old.unlink(missing_ok=True)
+            self.meta = meta
+            self._write_meta_after_commit(meta)
+            self._vectors.finish_save(generation)
 
-    def _index_to_save(self, count: int) -> VectorIndex:
-        """The current index, or a rebuilt one when its kind should change or HNSW has too many
-        removed vectors, or IVF has outgrown the lists it was trained with."""
-        kind = choose_kind(self.settings.index, count)
-        current = self._vectors
-        stale = (
-            kind != current.kind
-            or (kind == "hnsw" and current.dead > HNSW_DEAD_SHARE * max(current.size, 1))
-            or (kind == "ivf" and count > 4 * max(self.meta.get("ivf_trained_on", 0), 1))
-        )
-        if not stale:
-            return current
-        log.info("rebuilding the %s index over %d items", kind, count)
-        if kind == "ivf":
-            self.meta["ivf_trained_on"] = count
-        return self._rebuild(kind)
+    def _write_meta_in_transaction(self, meta: dict) -> None:
+        """A metadata store that keeps the catalog's meta in its tables writes it here."""
+
+    def _write_meta_after_commit(self, meta: dict) -> None:
+        atomic_write_json(self.folder / META_FILE, meta)
 
     def discard(self) -> None:
         """Drop unsaved changes (the catalog returns to its last saved state)."""
         with self._lock:
             if self._in_transaction:
-                # SQLite may have rolled back already (an I/O error or a full disk ends it).
-                with contextlib.suppress(sqlite3.OperationalError):
-                    self._conn.execute("ROLLBACK")
+                self._rollback()
                 self._in_transaction = False
                 self._vectors_changed = False
-                self._vectors = self._load_vectors(self._generation)
+                self._vectors.discard(self._generation, self.meta)
                 self._most_images = None
 
     def close(self) -> None:
@@ -725,6 +756,7 @@ class Catalog:
         with self._lock:
             if self._in_transaction:
                 self.discard()
+            self._vectors.close()
             self._conn.close()
 
     def __enter__(self) -> Catalog:
@@ -746,6 +778,19 @@ def committed_writes(folder: Path) -> int | None:
     except sqlite3.Error:
         return None
     return int(row[0]) if row else 0
+
+
+def check_embedder(meta: dict, embedder, where: str) -> None:
+    """CatalogMismatchError unless the catalog's vectors came from this embedder."""
+    built = meta.get("embedder", {})
+    if (built.get("name"), built.get("version")) != (embedder.name, embedder.version):
+        raise CatalogMismatchError(
+            f"the catalog {where} was built with embedder {built.get('name')} "
+            f"({built.get('version')}), but the configured embedder is {embedder.name} "
+            f"({embedder.version}); their vectors cannot be compared. Set embed.backend "
+            f"back to {built.get('name')}, or rebuild the catalog (`lens index add`) in "
+            "an empty data dir."
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -810,11 +855,15 @@ def _item_from_row(row: sqlite3.Row, images: int = 1) -> CatalogItem:
     )
 
 
-def _write_thumbnail(rgb: np.ndarray, path: Path) -> None:
+def _thumbnail_jpeg(rgb: np.ndarray) -> bytes:
     image = Image.fromarray(rgb)
     image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def _write_thumbnail(rgb: np.ndarray, path: Path) -> None:
     # Thumbnails are derived data: temp + rename keeps them whole, without an fsync each.
     with atomic_output(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+        tmp.write_bytes(_thumbnail_jpeg(rgb))

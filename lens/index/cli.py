@@ -250,11 +250,13 @@ def cmd_demo_catalog(args: argparse.Namespace) -> int:
     from lens.index.demo import DEMO_SOURCE, LICENCE, TUX_STAMPS, tux_stamps
 
     settings = _settings()
-    if args.if_empty and (settings.catalog_dir / "catalog.json").is_file():
+    from lens.index import catalog_state
+
+    if args.if_empty and catalog_state(settings) is not None:
         catalog = _open()
         try:
             if catalog.count() > 0:
-                print(f"catalog in {settings.catalog_dir} holds {catalog.count()} items; leaving it as is")
+                print(f"catalog in {catalog.stats()['catalog_dir']} holds {catalog.count()} items; leaving it as is")
                 return 0
         finally:
             catalog.close()
@@ -317,3 +319,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-catalog", help="build a demo catalog from Debian's Tux Paint photo stamps")
     p.add_argument("--if-empty", action="store_true", help="do nothing when a catalog already has items")
     p.set_defaults(func=cmd_demo_catalog)
+
+    db = sub.add_parser("db", help="the catalog database (catalog.backend = postgres)")
+    dsub = db.add_subparsers(dest="db_command", required=True)
+    p = dsub.add_parser("migrate", help="apply the schema migrations the database has not had (idempotent)")
+    p.set_defaults(func=cmd_db_migrate)
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.catalog.backend != "postgres":
+        raise BadInputError(f"catalog.backend is {settings.catalog.backend!r}; `lens db migrate` is for "
+                            "postgres (set LENS_CATALOG__BACKEND=postgres and LENS_CATALOG__OPTIONS__URL)")
+    from lens.index.postgres import migrate, postgres_options
+
+    applied = migrate(settings)
+    schema = postgres_options(settings).schema_name
+    print(f"schema {schema}: applied {', '.join(applied)}" if applied else f"schema {schema}: up to date")
+    return 0

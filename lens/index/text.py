@@ -105,12 +105,10 @@ class TextIndex:
     # -- keeping in step with the catalog -------------------------------------------------------
     def sync(self, catalog) -> bool:
         """Bring the index up to the catalog's last committed state; True when it changed."""
-        from lens.index.catalog import committed_writes
-
         with self._lock:
             # Which catalog (a folder rebuilt from scratch counts its writes from 0 again) and
-            # which of its states.
-            writes = (catalog.meta.get("created_at"), committed_writes(catalog.folder) or 0)
+            # which of its states (read from the catalog's own database: SQLite or PostgreSQL).
+            writes = (catalog.meta.get("created_at"), catalog.committed_writes())
             if writes == self._synced_writes:
                 return False
             items = catalog.item_texts()
