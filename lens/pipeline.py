@@ -236,8 +236,12 @@ class Pipeline:
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
         if options.search and regions and self.catalog is not None:
-            matches = self.search_boxes(image, [r.box for r in regions], timer=timer, floor=s.index.match_floor)
-            regions = [honest_matches(r, m, s.index) for r, m in zip(regions, matches, strict=True)]
+            index = s.index
+            head = self.catalog.active_head()
+            if head is not None and head.floors:  # the floors carried into the tuned head's scores
+                index = index.model_copy(update=head.floors)
+            matches = self.search_boxes(image, [r.box for r in regions], timer=timer, floor=index.match_floor)
+            regions = [honest_matches(r, m, index) for r, m in zip(regions, matches, strict=True)]
         return regions
 
     @staticmethod

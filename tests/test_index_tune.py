@@ -71,6 +71,7 @@ def test_tune_real_model_saves_a_head_search_uses_until_an_image_is_added(lens_e
     meta = json.loads((catalog_dir / "head.json").read_text())
     assert meta["embedder"]["name"] == "efficientnet-lite2" and meta["catalog"]["items"] == 4
     assert set(meta["held_out_top1"]) == {"before", "after"}
+    assert set(meta["floors"]) == {"match_floor", "label_floor"}
     # A new head is a committed write: cached analyses of the old state are not served.
     assert committed_writes(catalog_dir) == writes + 1
     cached = list((catalog_dir / "tune-cache").rglob("*.npy"))
@@ -173,3 +174,15 @@ def test_synthetic_views_are_seeded_and_keep_the_image_recognisable(tux_stamps):
     # View i does not depend on how many are asked for: a cache of 6 serves a tune asking for 3.
     fewer = synthetic_views(rgb, 3, np.random.default_rng(3), [background])
     assert all(np.array_equal(a, b) for a, b in zip(fewer, first[:3], strict=True))
+
+
+def test_floors_move_into_the_heads_score_space_at_the_same_quantile():
+    """A head spreads its scores lower; a floor calibrated on frozen features becomes the head's
+    score that keeps the same share of held-out views, not the same number."""
+    from lens.index.tune import mapped_floors
+
+    before = np.linspace(0.5, 0.9, 101)  # a floor of 0.6 keeps the top 75%
+    after = before - 0.2
+    floors = mapped_floors(before, after, {"match_floor": 0.6, "label_floor": 0.8})
+    assert floors == pytest.approx({"match_floor": 0.4, "label_floor": 0.6}, abs=0.005)
+    assert mapped_floors(before[:0], after[:0], {"match_floor": 0.6}) == {}

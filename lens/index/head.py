@@ -51,6 +51,11 @@ class ProjectionHead:
     def out_dim(self) -> int:
         return int(self.weights.shape[1])
 
+    @property
+    def floors(self) -> dict[str, float]:
+        """index.match_floor / label_floor in this head's score space (lens.index.tune.mapped_floors)."""
+        return {k: float(v) for k, v in self.meta.get("floors", {}).items()}
+
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """(N, dim) -> (N, out_dim) float32, L2-normalised (scores stay cosine similarities)."""
         projected = np.asarray(vectors, dtype=np.float32) @ self.weights

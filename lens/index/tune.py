@@ -239,6 +239,22 @@ def _top1(queries: np.ndarray, query_items: np.ndarray, refs: np.ndarray, ref_it
     return float(np.mean(ref_items[best] == query_items))
 
 
+def _best_scores(queries: np.ndarray, refs: np.ndarray) -> np.ndarray:
+    return np.max(_normalise(queries) @ _normalise(refs).T, axis=1)
+
+
+def mapped_floors(before: np.ndarray, after: np.ndarray, floors: dict[str, float]) -> dict[str, float]:
+    """The index floors (calibrated on frozen-feature scores) carried into the head's space:
+    a head spreads its scores differently, so the same number would hide most dots. Each floor
+    becomes the head's score at the same quantile of the held-out views' best scores, so that
+    the share of dots a floor keeps stays what it was calibrated for (and the head, being
+    right more often, keeps them at a higher precision)."""
+    if len(before) == 0:
+        return {}
+    return {name: round(float(np.quantile(after, float(np.mean(before < floor)))), 4)
+            for name, floor in floors.items()}
+
+
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
@@ -283,6 +299,8 @@ def tune_catalog(catalog, settings: Settings, feature_progress=None, epoch_progr
     weights = train_head(x, y, config, epoch_progress)
     train_s = time.perf_counter() - start
     after = _top1(_normalise(hx @ weights), hy, _normalise(refs @ weights), ref_items)
+    floors = mapped_floors(_best_scores(hx, refs), _best_scores(hx @ weights, refs @ weights),
+                           {"match_floor": settings.index.match_floor, "label_floor": settings.index.label_floor})
     meta = {
         "embedder": {"name": catalog.embedder.name, "version": catalog.embedder.version},
         "catalog": {"generation": catalog.meta.get("generation"), "items": len(owners), "images": len(rows)},
@@ -290,6 +308,7 @@ def tune_catalog(catalog, settings: Settings, feature_progress=None, epoch_progr
         "params": {**config.model_dump(mode="json"), "view_recipe": VIEW_RECIPE, "held_out_views": HELD_OUT_VIEWS},
         "samples": len(x),
         "held_out_top1": {"before": round(before, 4), "after": round(after, 4)},
+        "floors": floors,
         "seconds": {"features": round(features_s, 1), "train": round(train_s, 1)},
     }
     head = save_head(catalog.folder, weights, np.asarray([r[0] for r in all_rows], dtype=np.int64), meta)
