@@ -57,6 +57,23 @@ def tux_stamps():
     return found
 
 
+@pytest.fixture(scope="module")
+def embedder():
+    """A real embedder that loads fast (MobileNetV2), for catalog backends' tests."""
+    from lens.config import load_settings
+    from lens.embed import create_embedder
+
+    return create_embedder(load_settings(embed={"backend": "mobilenetv2"}))
+
+
+@pytest.fixture(scope="module")
+def stamp_vectors(embedder, stamps):
+    """Vectors of the requesting module's own `stamps` fixture."""
+    from lens.image import load_image_file
+
+    return embedder.embed([load_image_file(s.path).rgb for s in stamps])
+
+
 @pytest.fixture
 def lens_env(tmp_path, monkeypatch):
     """LENS_* environment for a test: a temporary data dir, the shared prepared models."""

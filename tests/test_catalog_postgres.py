@@ -17,7 +17,6 @@ import pytest
 
 from lens.config import load_settings
 from lens.embed import create_embedder
-from lens.image import load_image_file
 from lens.index import catalog_state, open_catalog
 from lens.index.catalog import CatalogBusyError, CatalogMismatchError, ItemNotFoundError, NewItem
 
@@ -42,16 +41,6 @@ pytestmark = pytest.mark.skipif(not _postgres_answers(), reason=f"no PostgreSQL 
 @pytest.fixture(scope="module")
 def stamps(tux_stamps):
     return tux_stamps[::14][:12]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return create_embedder(load_settings(embed={"backend": "mobilenetv2"}))
-
-
-@pytest.fixture(scope="module")
-def stamp_vectors(embedder, stamps):
-    return embedder.embed([load_image_file(s.path).rgb for s in stamps])
 
 
 @pytest.fixture

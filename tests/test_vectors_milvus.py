@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 
 from lens.config import ConfigError, load_settings
-from lens.embed import create_embedder
-from lens.image import load_image_file
 from lens.index import open_catalog
 from lens.index.catalog import NewItem
 from lens.index.stores import VectorStoreUnavailableError
@@ -31,16 +29,6 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def stamps(tux_stamps):
     return tux_stamps[::14][:16]
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return create_embedder(load_settings(embed={"backend": "mobilenetv2"}))
-
-
-@pytest.fixture(scope="module")
-def stamp_vectors(embedder, stamps):
-    return embedder.embed([load_image_file(s.path).rgb for s in stamps])
 
 
 def milvus_settings(tmp_path, **vectors):
