@@ -152,6 +152,8 @@ def test_a_target_without_a_model_says_so_and_shows_the_operator_command(browser
     context, page, errors = open_page(browser, lens_server, "phone", "en-US", stored_target="de")
     assert page.input_value("#target-lang") == "de"
     upload(page, lens_server, signs["pt"])
+    assert page.is_hidden("#target-note"), "Search mode: the photo keeps the room"
+    page.click("#mode-text")
     note = page.text_content("#target-note")
     assert page.is_visible("#target-note")
     assert note.startswith(en["target.note"].format(
@@ -182,6 +184,7 @@ def test_a_french_sign_for_a_portuguese_viewer_is_explained_in_portuguese(browse
     assert not any(ok for ok, _ in options_now.values()), "nothing translates French here"
     assert options_now["pt"][1] == pt["target.unavailable"].format(
         language="português (pt)", reason=pt["target.no_model_from"].format(source="francês"))
+    page.click("#mode-text")
     assert page.text_content("#target-note").endswith(pt["target.note_none"].format(source="francês"))
 
     open_block(page, "label => label.toLowerCase().includes('secours')")

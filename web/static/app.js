@@ -301,15 +301,18 @@
       el.targetLang.append(option);
     }
     el.targetLang.value = value;
+    state.noteSources = sources;
     updateTargetNote(sources);
   }
 
   // Under the toolbar: why the chosen target gives no translation of this photo, and what it can.
-  function updateTargetNote(sources) {
+  // Only in the Text and Translate modes: in Search it would push the photo under a phone's
+  // sheet (and the selection's handles with it) to explain something the viewer is not doing.
+  function updateTargetNote(sources = state.noteSources || []) {
     if (!el.targetNote) return;
     const target = el.targetLang.value;
     const { ok, reason } = targetAvailability(target, sources);
-    if (ok || !state.result || !sources.length) {
+    if (ok || !state.result || !sources.length || state.mode === "search") {
       el.targetNote.hidden = true;
       el.targetNote.textContent = "";
       return;
@@ -754,6 +757,7 @@
     el.translations.hidden = mode !== "translate";
     el.stageHint.textContent = t(`hint.${mode}`);
     el.placeholder.textContent = t(`hint.${mode}`);
+    updateTargetNote();
     if (!el.panel.hidden) closePanel(false);
     hideSelection();
     fitTranslations();
