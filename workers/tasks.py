@@ -32,21 +32,19 @@ from lens.stages import BRANCH_NAMES, PROGRESS_OF_STAGE, is_enabled
 
 log = logging.getLogger(__name__)
 
-BRANCHES = BRANCH_NAMES
-
 
 def analyze_canvas(app: Celery, job_id: str):
     """The canvas for one photo; task ids derive from the job id (easy to trace)."""
     return group(
         app.signature(f"lens.{name}", args=(job_id,)).set(task_id=f"{job_id}-{name}")
-        for name in BRANCHES
+        for name in BRANCH_NAMES
     )
 
 
 def join_branches(app: Celery, job_id: str) -> None:
     """Send merge once both branch outputs exist (called by each branch as it finishes)."""
     jobs = app.lens.jobs
-    if all(jobs.part(job_id, name) is not None for name in BRANCHES) and jobs.store.set_if_absent(
+    if all(jobs.part(job_id, name) is not None for name in BRANCH_NAMES) and jobs.store.set_if_absent(
         f"job:{job_id}:merge-sent", "1", jobs.ttl
     ):
         app.signature("lens.merge", args=(job_id,)).set(task_id=f"{job_id}-merge").apply_async()
@@ -135,9 +133,9 @@ def merge_job(runtime, job_id: str) -> str:
         return state.status
     jobs.count_task("merge")
     record = jobs.record(job_id)
-    parts = {name: jobs.part(job_id, name) or {"error": "its output is missing"} for name in BRANCHES}
+    parts = {name: jobs.part(job_id, name) or {"error": "its output is missing"} for name in BRANCH_NAMES}
     errors = [f"{name}: {part['error']}" for name, part in parts.items() if "error" in part]
-    if len(errors) == len(BRANCHES):
+    if len(errors) == len(BRANCH_NAMES):
         jobs.set_state(job_id, "failed", message="; ".join(errors), worker=state.worker)
         jobs.release_inflight(record.cache_key)
         return "failed"
@@ -209,7 +207,7 @@ def register_tasks(app: Celery) -> None:
         run.__name__ = run.__qualname__ = branch
         app.task(name=f"lens.{branch}", ignore_result=True, shared=False, base=BranchTask)(run)
 
-    for branch in BRANCHES:
+    for branch in BRANCH_NAMES:
         branch_task(branch)
 
     @app.task(name="lens.merge", ignore_result=True, shared=False)
