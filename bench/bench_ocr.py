@@ -276,7 +276,9 @@ def run_icdar(ctx: BenchContext) -> list[Table]:
         other_rows.append(summary_row(f"{backend} (PP-OCRv6 det)" if backend == "tesseract" else backend, evaluate(_blocks_reader(ocr, settings), few)))
     notes = ("ICDAR 2015 Challenge 4 test photos 1-250 (1280x720, wearable camera, streets and shops); "
              "tune = odd ids (settings chosen there), report = even ids. Words: bag of words per photo, "
-             "case-folded, punctuation trimmed, >= 3 characters, '###' not scored (predicted words mostly "
+             "case-folded, split at ICDAR word spotting's separators ('!?.:,*\"()·[]/, a trailing 's "
+             "dropped; ground truth and reading alike), punctuation trimmed, >= 3 characters, '###' "
+             "not scored (predicted words mostly "
              "inside an illegible region ignored). Detection: word quads (lines cut in proportion to "
              "characters) matched one-to-one at IoU >= 0.5. What is scored is what the user gets: lines "
              "grouped into blocks, untappable blocks dropped. CPU ms: median process CPU time per photo "

@@ -1,7 +1,8 @@
 """ICDAR 2015 incidental scene text (test photos 1-250): word and detection scores for an OCR.
 
-Words: bag of words per photo, case-folded, punctuation trimmed from both ends, words of at
-least 3 characters; '###' (illegible) ground truth is not scored, and predicted words lying
+Words: bag of words per photo, case-folded, split at ICDAR 2015 word spotting's separators
+(both sides: a trailing 's dropped, '!?.:,*"()·[]/ break words), punctuation trimmed from both
+ends, words of at least 3 characters; '###' (illegible) ground truth is not scored, and predicted words lying
 mostly inside an illegible region are not counted either way. Detection: predicted word quads
 matched one-to-one to ground-truth word quads at IoU >= 0.5 (ICDAR's rule; illegible regions
 are don't-care). Lines are split into word quads along the line in proportion to character
@@ -66,14 +67,26 @@ def load_gt(i: int) -> list[GtWord]:
     return words
 
 
+# ICDAR 2015 word spotting (the RRC's script, include_in_dictionary): a trailing "'s" is dropped
+# and these characters separate words, in the ground truth and in what was read alike, so that
+# "MARINA:SQUARE" or "giordano/ladies" is two words whichever side wrote it as one.
+WORD_SEPARATORS = "'!?.:,*\"()·[]/"
+
+
 def normalise_word(word: str) -> str:
     word = unicodedata.normalize("NFKC", word).casefold()
     return word.strip("".join(ch for ch in set(word) if not ch.isalnum()))
 
 
-def scored(word: str) -> str | None:
-    w = normalise_word(word)
-    return w if len(w) >= MIN_WORD_CHARS else None
+def scored_words(text: str) -> list[str]:
+    """The scored words of one ground-truth transcription or one read word: case-folded,
+    split at ICDAR's separators, punctuation trimmed from both ends, >= 3 characters."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if text.endswith("'s"):
+        text = text[:-2]
+    for ch in WORD_SEPARATORS:
+        text = text.replace(ch, " ")
+    return [w for w in (normalise_word(part) for part in text.split()) if len(w) >= MIN_WORD_CHARS]
 
 
 def line_words(polygon: Sequence[Sequence[float]], text: str) -> list[tuple[str, np.ndarray]]:
@@ -141,8 +154,8 @@ def score_photo(predicted: Iterable[tuple[str, np.ndarray]], gt: Sequence[GtWord
         kept.append((word, poly))
     c = Counts()
     # Words: multiset intersection of the scored words.
-    pred_bag = Counter(w for w in (scored(word) for word, _ in kept) if w)
-    gt_bag = Counter(w for w in (scored(g.text) for g in care) if w)
+    pred_bag = Counter(w for word, _ in kept for w in scored_words(word))
+    gt_bag = Counter(w for g in care for w in scored_words(g.text))
     c.word_tp = sum((pred_bag & gt_bag).values())
     c.word_pred = sum(pred_bag.values())
     c.word_gt = sum(gt_bag.values())

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at the repo root
 
-from bench.icdar import evaluate, icdar_available, split_ids  # noqa: E402
+from bench.icdar import evaluate, icdar_available, score_photo, scored_words, split_ids  # noqa: E402
 from lens.config import load_settings  # noqa: E402
 from lens.ocr.blocks import drop_untappable, group_lines  # noqa: E402
 from lens.ocr.ppocr import drop_stray_cjk  # noqa: E402
@@ -18,6 +18,28 @@ from lens.types import TextLine  # noqa: E402
 
 def line(text: str, x: float, y: float, w: float, h: float, confidence: float = 0.95) -> TextLine:
     return TextLine(polygon=[(x, y), (x + w, y), (x + w, y + h), (x, y + h)], text=text, confidence=confidence)
+
+
+def test_icdar_words_are_split_and_trimmed_as_icdar_word_spotting_does():
+    assert scored_words("MARINA:SQUARE") == ["marina", "square"]
+    assert scored_words("giordano/ladies") == ["giordano", "ladies"]
+    assert scored_words("Roffey's") == ["roffey"]
+    assert scored_words("(Upp") == ["upp"]
+    assert scored_words("EXIT.") == ["exit"]
+    assert scored_words("50%off") == ["50%off"]  # '%' is not a separator, only trimmed at the ends
+    assert scored_words("H&M") == ["h&m"]
+    assert scored_words("to") == [] and scored_words("###") == []
+
+
+def test_a_word_written_as_one_on_either_side_matches_the_same_words():
+    import numpy as np
+
+    from bench.icdar import GtWord
+
+    quad = np.array([[0, 0], [100, 0], [100, 20], [0, 20]], dtype=np.float64)
+    gt = [GtWord(quad=quad, text="MARINA", care=True), GtWord(quad=quad + [0, 30], text="SQUARE", care=True)]
+    counts = score_photo([("Marina:Square", quad)], gt)
+    assert (counts.word_tp, counts.word_pred, counts.word_gt) == (2, 2, 2)
 
 
 def test_a_lone_cjk_glyph_among_latin_text_is_dropped_as_an_icon():
