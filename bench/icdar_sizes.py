@@ -35,7 +35,7 @@ def read_raw(size: int, ids: list[int]) -> dict[int, tuple[list, float]]:
         start = time.process_time()
         read = resolve_orientation(lines_of.find(bgr), lines_of.recognize)
         seconds = time.process_time() - start
-        out[i] = ([(reading_polygon(c.quad, c.vertical, flipped), " ".join(text.split()), score)
+        out[i] = ([(reading_polygon(c.shown, c.vertical, flipped), " ".join(text.split()), score)
                    for c, flipped, text, score in read], seconds)
     return out
 

@@ -87,3 +87,17 @@ def test_easyocr_example_photos_keep_word_recall_of_at_least_0_9():
     rows = evaluate(create_ocr(settings), settings, folder)
     found, wanted = sum(r[1] for r in rows), sum(r[2] for r in rows)
     assert found / wanted >= 0.9, rows
+
+
+def test_a_line_is_outlined_by_the_tighter_box_of_the_same_region_in_its_corner_order():
+    import numpy as np
+
+    from lens.ocr.ppocr import matching_outline
+
+    read = np.array([[10, 10], [110, 10], [110, 40], [10, 40]], dtype=np.float32)
+    tight = np.array([[14, 14], [106, 14], [106, 36], [14, 36]], dtype=np.float32)
+    elsewhere = np.array([[300, 300], [400, 300], [400, 330], [300, 330]], dtype=np.float32)
+    # The tight box listed from another corner comes back starting where the read box does.
+    outline = matching_outline(read, [elsewhere, np.roll(tight, 2, axis=0)])
+    assert outline is not None and np.allclose(outline, tight)
+    assert matching_outline(read, [elsewhere]) is None

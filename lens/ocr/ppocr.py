@@ -30,10 +30,17 @@ Recognizer = Callable[[list[np.ndarray]], list[tuple[str, float]]]
 
 @dataclass
 class LineCandidate:
-    quad: np.ndarray  # 4x2 float32, original pixels, clockwise from the box's top-left
+    quad: np.ndarray  # 4x2 float32, original pixels, clockwise from the box's top-left: the crop read
     crop: np.ndarray  # BGR crop in rapidocr's base orientation (tall lines turned 90 deg CCW)
     vertical: bool
     flip_vote: float  # classifier: +score when it says 180, -score when it says 0
+    # The same text region grown less (det_outline_unclip_ratio), corners in quad's order: the
+    # polygon shown and returned. None: the quad itself.
+    outline: np.ndarray | None = None
+
+    @property
+    def shown(self) -> np.ndarray:
+        return self.quad if self.outline is None else self.outline
 
     @property
     def weight(self) -> float:
@@ -109,6 +116,28 @@ def _oriented(crop: np.ndarray, flipped: bool) -> np.ndarray:
     return np.ascontiguousarray(crop[::-1, ::-1]) if flipped else crop
 
 
+def matching_outline(quad: np.ndarray, outlines: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The outline of the same region as quad: the one whose centre lies inside quad and
+    nearest quad's centre, its corners turned to start where quad's do; None if none lies
+    inside (the outline post-processing dropped the region as too small)."""
+    import cv2
+
+    contour = quad.reshape(-1, 1, 2).astype(np.float32)
+    centre = quad.mean(axis=0)
+    best, best_distance = None, np.inf
+    for outline in outlines:
+        c = outline.mean(axis=0)
+        if cv2.pointPolygonTest(contour, (float(c[0]), float(c[1])), False) < 0:
+            continue
+        distance = float(np.linalg.norm(c - centre))
+        if distance < best_distance:
+            best, best_distance = outline, distance
+    if best is None:
+        return None
+    turns = [np.roll(best, -k, axis=0) for k in range(4)]
+    return min(turns, key=lambda t: float(np.linalg.norm(t - quad, axis=1).sum()))
+
+
 def pad_thin_strip(bgr: np.ndarray, max_side_len: float) -> np.ndarray:
     """A strip so thin that the detector's shrink to max_side_len rounds its short side to 0 px
     (e.g. 24000x20: nothing would be found) gets white rows/columns at the bottom/right, up to
@@ -135,8 +164,10 @@ class PpOcrLines:
         box_threshold: float = 0.5,
         unclip_ratio: float = 1.6,
         pixel_threshold: float = 0.3,
+        outline_unclip_ratio: float | None = None,
     ) -> None:
         from rapidocr import RapidOCR
+        from rapidocr.ch_ppocr_det.utils import DBPostProcess
 
         self.det_side = det_max_side
         self.det_upscale = det_upscale
@@ -153,6 +184,14 @@ class PpOcrLines:
                 "Det.thresh": pixel_threshold,
             }
         )
+        # The outline: the same DB post-processing of the same map, but regions grown by
+        # outline_unclip_ratio (rapidocr's other defaults: max_candidates 1000, 2x2 dilation).
+        self._outline_post = None
+        if outline_unclip_ratio is not None and outline_unclip_ratio != unclip_ratio:
+            self._outline_post = DBPostProcess(
+                thresh=pixel_threshold, box_thresh=box_threshold, max_candidates=1000,
+                unclip_ratio=outline_unclip_ratio, score_mode="fast", use_dilation=True,
+            )
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
@@ -166,6 +205,7 @@ class PpOcrLines:
             box_threshold=ocr.det_box_threshold,
             unclip_ratio=ocr.det_unclip_ratio,
             pixel_threshold=ocr.det_pixel_threshold,
+            outline_unclip_ratio=ocr.det_outline_unclip_ratio,
         )
 
     def warm_up(self) -> None:
@@ -188,10 +228,15 @@ class PpOcrLines:
             # Boxes straight into the original's pixels (rapidocr maps from the map's shape to
             # the shape given), without a round trip through the smaller copy's integers.
             dest = (round(det_img.shape[0] * scale), round(det_img.shape[1] * scale))
-            boxes, _scores = detector.postprocess_op(detector.session(tensor), dest)
+            text_map = detector.session(tensor)
+            boxes, _scores = detector.postprocess_op(text_map, dest)
         if boxes is None or len(boxes) == 0:
             return []
         boxes = detector.sorted_boxes(np.asarray(boxes, dtype=np.float32))
+        outlines = []
+        if self._outline_post is not None:
+            tight, _ = self._outline_post(text_map, dest)
+            outlines = [np.asarray(b, dtype=np.float32) for b in tight]
         candidates = []
         # Crops come from the full-resolution photo: detection ran on a downscaled copy, but
         # recognition of small text needs every pixel.
@@ -203,7 +248,8 @@ class PpOcrLines:
                 continue
             crop = _shrink_for_recognition(crop)
             vertical = _is_tall(quad)
-            candidates.append(LineCandidate(quad=quad, crop=np.ascontiguousarray(crop), vertical=vertical, flip_vote=0.0))
+            candidates.append(LineCandidate(quad=quad, crop=np.ascontiguousarray(crop), vertical=vertical, flip_vote=0.0,
+                                            outline=matching_outline(quad, outlines)))
         if not candidates:
             return []
         cls = self._engine._load_cls_model()([c.crop for c in candidates])
@@ -249,7 +295,7 @@ class PpOcrLines:
             text = " ".join(text.split())
             if not text or score < min_confidence:
                 continue
-            lines.append(TextLine(polygon=reading_polygon(c.quad, c.vertical, flipped), text=text, confidence=round(score, 4)))
+            lines.append(TextLine(polygon=reading_polygon(c.shown, c.vertical, flipped), text=text, confidence=round(score, 4)))
         return drop_stray_cjk(lines, cjk_context_confidence)
 
 
