@@ -142,7 +142,18 @@ class Counts:
         return self.prf(self.det_tp, self.det_pred, self.det_gt)
 
 
-def score_photo(predicted: Iterable[tuple[str, np.ndarray]], gt: Sequence[GtWord]) -> Counts:
+def whole_word(text: str) -> list[str]:
+    """The scoring before ICDAR's separators (bench/RESULTS.md rows up to 2026-12-01): a word is
+    what lies between spaces, case-folded and trimmed, >= 3 characters."""
+    word = normalise_word(text)
+    return [word] if len(word) >= MIN_WORD_CHARS else []
+
+
+def score_photo(
+    predicted: Iterable[tuple[str, np.ndarray]],
+    gt: Sequence[GtWord],
+    words: Callable[[str], list[str]] = scored_words,
+) -> Counts:
     """Counts for one photo from predicted (word, quad) pairs, in the photo's pixels."""
     care = [g for g in gt if g.care]
     dont = [_polygon(g.quad) for g in gt if not g.care]
@@ -154,8 +165,8 @@ def score_photo(predicted: Iterable[tuple[str, np.ndarray]], gt: Sequence[GtWord
         kept.append((word, poly))
     c = Counts()
     # Words: multiset intersection of the scored words.
-    pred_bag = Counter(w for word, _ in kept for w in scored_words(word))
-    gt_bag = Counter(w for g in care for w in scored_words(g.text))
+    pred_bag = Counter(w for word, _ in kept for w in words(word))
+    gt_bag = Counter(w for g in care for w in words(g.text))
     c.word_tp = sum((pred_bag & gt_bag).values())
     c.word_pred = sum(pred_bag.values())
     c.word_gt = sum(gt_bag.values())
