@@ -573,6 +573,23 @@ class ServerConfig(Section):
     request_timeout_s: float = Field(30.0, gt=0)
 
 
+class FleetConfig(Section):
+    """How the gateway hands a photo to the workers."""
+
+    # "disk": the upload is a file under <data_dir>/uploads and a job names its path, so every
+    # worker must see that folder (one machine, or a shared disk): the embedded default.
+    # "redis": the bytes wait in Redis (redis_url) under lens:upload:<content hash> for
+    # upload_ttl_s, so workers on other machines need no shared folder (workers/uploads.py).
+    upload_store: Literal["disk", "redis"] = "disk"
+    # How long a photo stays in Redis: its analysis and the crop searches on it (by job_id)
+    # must come within this; later they answer 410 upload_expired ("send it again"). Each new
+    # upload of the same photo starts the time again.
+    upload_ttl_s: int = Field(3600, ge=10)
+    # The largest photo kept in Redis (413 above it): every waiting photo costs Redis memory,
+    # and Redis refuses values above 512 MB.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -603,6 +620,7 @@ class Settings(BaseSettings):
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()
+    fleet: FleetConfig = FleetConfig()
 
     @property
     def model_dir(self) -> Path:

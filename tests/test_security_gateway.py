@@ -317,7 +317,7 @@ def test_gateway_sweeps_expired_uploads_in_the_background(lens_env, monkeypatch)
 
 def test_disk_full_on_upload_is_507_with_a_message(client_and_settings, monkeypatch):
     client, settings = client_and_settings
-    import workers.jobs
+    import workers.uploads
 
     real_fdopen = os.fdopen
 
@@ -332,7 +332,7 @@ def test_disk_full_on_upload_is_507_with_a_message(client_and_settings, monkeypa
             os.close(self.fd)
             super().close()
 
-    monkeypatch.setattr(workers.jobs.os, "fdopen", lambda fd, mode="r", *a, **k:
+    monkeypatch.setattr(workers.uploads.os, "fdopen", lambda fd, mode="r", *a, **k:
                         FullDisk(fd) if "w" in mode else real_fdopen(fd, mode, *a, **k))
     response = analyze(client, PNG)
     assert response.status_code == 507

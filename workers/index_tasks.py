@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import errno
 import logging
-from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
 from lens.errors import LensError
+from workers.uploads import upload_source
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ def _as_data(fn, runtime, *args, write: bool = True) -> dict[str, Any]:
     return out
 
 
-def _add(catalog, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
-    item_id = catalog.add_image(Path(upload_path), **fields)
+def _add(catalog, upload_ref: str, fields: dict[str, Any]) -> dict[str, Any]:
+    item_id = catalog.add_image(upload_source(catalog.settings, upload_ref), **fields)
     return {"item": catalog.get(item_id).model_dump(mode="json")}
 
 
@@ -81,8 +81,8 @@ class ImageOfAnotherItemError(LensError):
     code = "image_of_another_item"
 
 
-def _add_image(catalog, item_id: int, upload_path: str) -> dict[str, Any]:
-    outcome = catalog.add_reference_image(item_id, Path(upload_path))
+def _add_image(catalog, item_id: int, upload_ref: str) -> dict[str, Any]:
+    outcome = catalog.add_reference_image(item_id, upload_source(catalog.settings, upload_ref))
     if outcome.item_id != item_id:
         raise ImageOfAnotherItemError(
             f"that image is already in the catalog as an image of item {outcome.item_id}; "
@@ -134,14 +134,14 @@ def register_index_tasks(app: Celery) -> None:
         return _as_data(_get, runtime, item_id, write=False)
 
     @app.task(name="lens.index.add", shared=False, bind=True)
-    def add(self, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def add(self, upload_ref: str, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.add")
-        return _attempts_exhausted(self, runtime) or _as_data(_add, runtime, upload_path, fields)
+        return _attempts_exhausted(self, runtime) or _as_data(_add, runtime, upload_ref, fields)
 
     @app.task(name="lens.index.add_image", shared=False, bind=True)
-    def add_image(self, item_id: int, upload_path: str) -> dict[str, Any]:
+    def add_image(self, item_id: int, upload_ref: str) -> dict[str, Any]:
         runtime.jobs.count_task("index.add_image")
-        return _attempts_exhausted(self, runtime) or _as_data(_add_image, runtime, item_id, upload_path)
+        return _attempts_exhausted(self, runtime) or _as_data(_add_image, runtime, item_id, upload_ref)
 
     @app.task(name="lens.index.update", shared=False, bind=True)
     def update(self, item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
