@@ -404,6 +404,14 @@ class CatalogConfig(BackendSection):
     # "postgres": tables in PostgreSQL, written in transactions by any worker (`lens db
     # migrate`); its options (url, schema, pool_size, timeout_s) in lens/index/postgres.py.
     backend: registered_backend("catalog", allow_none=False, module="lens.index") = "sqlite"
+    # A worker's catalog write that meets a passing fault (PostgreSQL restarting, Milvus
+    # unreachable) is rolled back and tried again, up to this many times in all, waiting
+    # write_retry_backoff_s, then twice that, ... (with jitter) in between; a write is
+    # idempotent (an image by its content hash), so a retry lands once. Attempts x the
+    # PostgreSQL pool's timeout_s must stay below server.sync_timeout_s, or the gateway stops
+    # waiting first.
+    write_attempts: int = Field(3, ge=1, le=10)
+    write_retry_backoff_s: float = Field(0.5, ge=0, le=30)
 
 
 class VectorsConfig(BackendSection):
