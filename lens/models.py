@@ -10,6 +10,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lens.config import REPO_ROOT, Settings
 from lens.errors import LensError, ModelMissingError
@@ -171,3 +173,28 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def settings_digest(value: Any) -> str:
+    """A short stable hash of settings (any JSON-able value; paths as text)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def fingerprint(path: Path) -> str:
+    """A model file's sha256 (computed once per size and mtime); a folder's file names, sizes
+    and mtimes (model folders are large, and are replaced rather than edited in place)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    if path.is_dir():
+        entries = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                         for f in path.rglob("*") if f.is_file())
+        return settings_digest(entries)
+    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Cached by (path, size, mtime): the gateway asks for every request's cache key."""
+    return file_sha256(Path(path))[:16]
