@@ -11,9 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import os
 import shutil
-import tempfile
 import tomllib
 import urllib.request
 from dataclasses import dataclass, field
@@ -150,20 +148,17 @@ def fetch(spec: ModelSpec, settings: Settings, timeout: float = 30.0) -> Path:
     """Download a model that has a URL (needs network); atomic, checksum-verified when known."""
     if not spec.url or not spec.file:
         raise LensError(f"model '{spec.name}' has no download URL; {spec.how_to_get(settings)}")
+    from lens.files import atomic_output
+
     dest = settings.model_dir / spec.file
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out)
-        if spec.sha256 and file_sha256(Path(tmp)) != spec.sha256:
-            raise LensError(f"{spec.url}: checksum mismatch, not installed")
-        os.replace(tmp, dest)
+        with atomic_output(dest) as tmp:
+            with tmp.open("wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            if spec.sha256 and file_sha256(tmp) != spec.sha256:
+                raise LensError(f"{spec.url}: checksum mismatch, not installed")
     except OSError as exc:
         raise LensError(f"could not download {spec.url}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
