@@ -211,3 +211,31 @@ def test_a_write_during_a_longer_outage_answers_503_and_writes_nothing(app, post
     again = add(app.test_client(), stamps[6])
     assert again.status_code == 201, again.get_json()
     assert rows_with_hash(postgres, stamps[6]) == 1
+
+
+def test_a_delete_whose_commit_reply_was_lost_answers_deleted(app, postgres, stamps, catalog, monkeypatch):
+    """The one write a retry cannot simply repeat: the server committed the delete, but the
+    connection broke before its answer came back (simulated here, on the real server, by failing
+    the call after COMMIT ran). The retry finds no item; it answers "deleted", not 404."""
+    from lens.index.postgres import CatalogDatabaseUnavailableError, PgConnection
+
+    real = PgConnection.execute
+    lost: list[str] = []
+
+    def commit_then_lose_the_answer(self, sql, params=()):
+        out = real(self, sql, params)
+        if sql.strip().upper() == "COMMIT" and not lost:
+            lost.append(sql)
+            raise CatalogDatabaseUnavailableError("the connection broke after COMMIT (simulated)")
+        return out
+
+    monkeypatch.setattr(PgConnection, "execute", commit_then_lose_the_answer)
+    item_id = catalog[0]
+    response = app.test_client().delete(f"/api/v1/items/{item_id}", headers=AUTH)
+    assert lost, "the delete never reached its COMMIT"
+    assert response.status_code == 200 and response.get_json() == {"deleted": item_id}, response.get_json()
+    monkeypatch.undo()
+    with psycopg.connect(postgres.url) as conn:
+        assert conn.execute("SELECT count(*) FROM lens_faults.items WHERE id = %s", (item_id,)).fetchone()[0] == 0
+    assert app.test_client().get(f"/api/v1/items/{item_id}").status_code == 404
+    assert item_id not in [hit[0] for row in answers(app, stamps[:5]) for hit in row]
