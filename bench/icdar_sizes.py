@@ -39,7 +39,7 @@ def read_raw(size: int, ids: list[int]) -> dict[int, tuple[list, float]]:
     from lens.ocr import create_ocr
     from lens.ocr.ppocr import reading_polygon, resolve_orientation
 
-    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr", "threads": 1, "det_max_side": size}))
+    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr", "det_max_side": size}))
     ocr.warm_up()
     lines_of = ocr._lines  # the PP-OCRv6 line finder behind the backend
     out = {}
