@@ -462,7 +462,9 @@ class OcrConfig(BackendSection):
     # step costs detection time in proportion to the pixels. With the 0.88 recognition floor
     # (tuning half, one run, CPU ms per photo on one thread): 960 without upscaling F 0.657 at
     # 190 ms, 1280 upscaled 0.664 at 339 ms, 1600 upscaled 0.700 at 563 ms. 960 is the choice
-    # for a machine that must answer text in a third of the time.
+    # for a machine that must answer text in a third of the time. Re-checked 2026-12-02 with
+    # ICDAR's word separators: 1280 0.676, 1600 0.714 at 0.69x / 1x the CPU (tuning half; the
+    # report half, where 1280 had tied, is in bench/RESULTS.md): 1600 stays.
     det_max_side: int = Field(1600, ge=64)
     # Also enlarge smaller photos to det_max_side: scene words 10-15 px tall are found once
     # they are a few pixels taller (+0.06 word recall on the tuning half at 1600).
