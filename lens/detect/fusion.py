@@ -7,7 +7,7 @@ import numpy as np
 
 from lens.config import Settings
 from lens.detect.merge import fuse, merge_duplicates
-from lens.detect.opencv_ssd import OpenCvSsdDetector
+from lens.detect.openvino_ssd import OpenVinoSsdDetector
 from lens.detect.ultralytics_backend import UltralyticsDetector
 from lens.types import Detection
 
@@ -17,7 +17,7 @@ class FusionDetector:
 
     def __init__(self, settings: Settings) -> None:
         self.config = settings.detect
-        self.members = [UltralyticsDetector(settings), OpenCvSsdDetector(settings)]
+        self.members = [UltralyticsDetector(settings), OpenVinoSsdDetector(settings)]  # the SSD as openvino-ssd runs it (same boxes as opencv-ssd)
         self.version = "fusion:" + "+".join(m.version for m in self.members)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
