@@ -182,11 +182,12 @@ class RegionBranch:
         if backend == "none":
             return []
         if backend == "fusion":  # fuse the members' boxes above the threshold, as FusionDetector does
+            from lens.detect.fusion import FusionOptions
             from lens.detect.merge import fuse, merge_duplicates
 
             config = self.settings().detect
             members = [self.detections(key, work, m, confidence) for m in ("ultralytics", "openvino-ssd")]
-            return merge_duplicates(fuse(members, config.fusion_iou), config.merge_iou)
+            return merge_duplicates(fuse(members, FusionOptions().fusion_iou), config.merge_iou)
         cache_key = ("detect", key, work.shape, backend)
         if cache_key not in self._cache:
             if backend not in self._detectors:

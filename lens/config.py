@@ -142,11 +142,8 @@ class DetectConfig(BackendSection):
     # Boxes of different classes overlapping more than this are one object under two labels
     # (car/truck, cup/bowl); a real pair of objects rarely overlaps this much.
     merge_iou: float = Field(0.7, ge=0.0, le=1.0)
-    # Network input size (longest side) for ultralytics; empty = the model's own size from its
-    # metadata (416 for YOLOv3-tiny, which was trained at 416; 640 for yolo11n).
-    image_size: int | None = Field(None, ge=32)
-    # fusion: boxes of the two detectors with IoU above this are the same object.
-    fusion_iou: float = Field(0.55, ge=0.0, le=1.0)
+    # Backend options: ultralytics' image_size (lens/detect/ultralytics_backend.py), fusion's
+    # fusion_iou (lens/detect/fusion.py).
 
 
 class SaliencyConfig(BackendSection):
@@ -482,8 +479,6 @@ class OcrConfig(BackendSection):
     # A line of one or two CJK glyphs among Latin text is an icon misread (a walking man as
     # "穴"), unless a longer CJK line read at least this confidently shows a CJK sign nearby.
     cjk_context_confidence: float = Field(0.8, ge=0.0, le=1.0)
-    # onnxruntime/Tesseract threads per OCR call; 1 per Celery prefork child on a small box.
-    threads: int = Field(1, ge=1)
 
 
 class TranslateConfig(BackendSection):
@@ -494,8 +489,6 @@ class TranslateConfig(BackendSection):
     default_target: str = "en"
     # Two hops through this language when no direct model exists (e.g. pt->en->de); empty: off.
     pivot_language: str = "en"
-    # Torch threads for the marian backend.
-    threads: int = Field(1, ge=1)
     # Languages lingua chooses among for Latin-script text (ISO 639-1); each costs ~25 MB
     # once seen. Hangul, kana and Han are told by their script, whatever is listed here.
     langid_languages: list[str] = ["en", "pt", "es", "fr", "de", "it", "nl", "vi", "pl", "tr", "id", "sv"]

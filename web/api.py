@@ -10,7 +10,6 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from lens.pipeline import AnalyzeOptions
-from web.catalog import require_api_key
 from web.errors import ApiError, bad_request
 from web.gateway import Gateway
 from web.requests import (
@@ -22,6 +21,7 @@ from web.requests import (
     parse_json,
 )
 from web.requests import read_fields as _read_fields
+from web.security import require_api_key
 
 api = Blueprint("api", __name__)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from typing import Any
 
 from lens.config import Settings
 from lens.errors import LensError
+from lens.files import atomic_output
 from lens.image import DecodedImage
 from lens.stages import BRANCH_NAMES, PROGRESS
 from workers.store import Store
@@ -94,14 +94,8 @@ def save_upload(upload_dir: Path, data: bytes, image_id: str, image_format: str)
         os.utime(path)  # keeps it from retention clean-up while in use
         return path
     # Write then rename: a worker never sees a half-written photo.
-    fd, tmp = tempfile.mkstemp(dir=upload_dir, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path, prefix=".upload-") as tmp:  # the prefix web.retention sweeps
+        tmp.write_bytes(data)
     return path
 
 

@@ -165,6 +165,7 @@ def detection_output(encodings: np.ndarray, logits: np.ndarray, prior_data: np.n
 
 class OpenVinoSsdDetector:
     name = "openvino-ssd"
+    models = (MODEL,)  # the .xml records the sha256 of the frozen graph it came from
     version = "openvino-ssd:ssd_mobilenet_v2_coco_2018_03_29"
 
     def __init__(self, settings: Settings) -> None:
