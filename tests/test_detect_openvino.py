@@ -107,3 +107,14 @@ def test_nms_keeps_the_best_of_overlapping_boxes():
 @pytest.mark.parametrize("shape", [(1, 1, 3), (7, 500, 3), (64, 64, 3)])
 def test_tiny_or_blank_images_do_not_crash(detectors, shape):
     assert isinstance(detectors["openvino-ssd"].detect(np.zeros(shape, dtype=np.uint8)), list)
+
+
+def test_calls_from_several_threads_give_the_same_boxes(detectors, photos):
+    """The compute pool calls one detector from several threads (one infer request each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = detectors["openvino-ssd"]
+    alone = [detector.detect(rgb) for rgb in photos]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        together = list(pool.map(detector.detect, photos * 2))
+    assert together == alone * 2
