@@ -403,6 +403,14 @@ class CatalogConfig(BackendSection):
     # "postgres": tables in PostgreSQL, written in transactions by any worker (`lens db
     # migrate`); its options (url, schema, pool_size, timeout_s) in lens/index/postgres.py.
     backend: registered_backend("catalog", allow_none=False, module="lens.index") = "sqlite"
+    # A worker's catalog write that meets a passing fault (PostgreSQL restarting, Milvus
+    # unreachable) is rolled back and tried again, up to this many times in all, waiting
+    # write_retry_backoff_s, then twice that, ... (with jitter) in between; a write is
+    # idempotent (an image by its content hash), so a retry lands once. Attempts x the
+    # PostgreSQL pool's timeout_s must stay below server.sync_timeout_s, or the gateway stops
+    # waiting first.
+    write_attempts: int = Field(3, ge=1, le=10)
+    write_retry_backoff_s: float = Field(0.5, ge=0, le=30)
 
 
 class VectorsConfig(BackendSection):
@@ -568,6 +576,23 @@ class ServerConfig(Section):
     request_timeout_s: float = Field(30.0, gt=0)
 
 
+class FleetConfig(Section):
+    """How the gateway hands a photo to the workers."""
+
+    # "disk": the upload is a file under <data_dir>/uploads and a job names its path, so every
+    # worker must see that folder (one machine, or a shared disk): the embedded default.
+    # "redis": the bytes wait in Redis (redis_url) under lens:upload:<content hash> for
+    # upload_ttl_s, so workers on other machines need no shared folder (workers/uploads.py).
+    upload_store: Literal["disk", "redis"] = "disk"
+    # How long a photo stays in Redis: its analysis and the crop searches on it (by job_id)
+    # must come within this; later they answer 410 upload_expired ("send it again"). Each new
+    # upload of the same photo starts the time again.
+    upload_ttl_s: int = Field(3600, ge=10)
+    # The largest photo kept in Redis (413 above it): every waiting photo costs Redis memory,
+    # and Redis refuses values above 512 MB.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -598,6 +623,7 @@ class Settings(BaseSettings):
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()
+    fleet: FleetConfig = FleetConfig()
 
     @property
     def model_dir(self) -> Path:

@@ -320,7 +320,7 @@ def test_disk_full_on_upload_is_507_with_a_message(client_and_settings, monkeypa
     real_write_bytes = Path.write_bytes
 
     def full_disk(path, data):
-        if path.name.startswith(".upload-"):  # the upload's temporary file (workers.jobs.save_upload)
+        if path.name.startswith(".upload-"):  # the upload's temporary file (workers.uploads.save_upload)
             with path.open("wb") as fh:
                 fh.write(data[:100])
             raise OSError(errno.ENOSPC, "No space left on device")
