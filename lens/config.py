@@ -125,8 +125,10 @@ class DetectConfig(BackendSection):
     # stray boxes and both detectors' time for no gain. (Also: same 6/7 on bus/zidane with
     # fewer stray boxes, 28% vs 15% of pasted objects boxed; bench_detect.) coco128 are COCO
     # train photos, so both COCO detectors are at their best there. With a better model file
-    # (yolo11n.pt), choose "ultralytics" and set model_path.
-    backend: registered_backend("detect") = "opencv-ssd"
+    # (yolo11n.pt), choose "ultralytics" and set model_path. The graph runs on OpenVINO
+    # ("openvino-ssd"): the same boxes as OpenCV DNN ("opencv-ssd"; raw maps within 1e-4, the
+    # same dots on every bench_dots measure) at 0.55-0.6x its time on these cores.
+    backend: registered_backend("detect") = "openvino-ssd"
     # A .pt/.onnx file that ultralytics loads; empty = the offline default prepared by
     # `lens models prepare` (YOLOv3-tiny COCO converted to ONNX).
     model_path: Path | None = None

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from lens.config import Settings
 from lens.detect.merge import fuse, merge_duplicates
-from lens.detect.opencv_ssd import OpenCvSsdDetector
+from lens.detect.openvino_ssd import OpenVinoSsdDetector
 from lens.detect.ultralytics_backend import UltralyticsDetector, UltralyticsOptions
 from lens.types import Detection
 
@@ -28,14 +28,15 @@ class FusionDetector:
     def model_files(settings: Settings) -> list[Path]:
         from lens.registry import backend_model_files
 
-        return [path for member in (UltralyticsDetector, OpenCvSsdDetector)
+        return [path for member in (UltralyticsDetector, OpenVinoSsdDetector)
                 for path in backend_model_files("detect", member, settings)]
 
     def __init__(self, settings: Settings) -> None:
         self.config = settings.detect
         self.options = FusionOptions.parse(settings.detect.options)
         yolo = UltralyticsDetector(settings, UltralyticsOptions(image_size=self.options.image_size))
-        self.members = [yolo, OpenCvSsdDetector(settings)]
+        # The SSD as openvino-ssd runs it (the same boxes as opencv-ssd, in ~0.6x the time).
+        self.members = [yolo, OpenVinoSsdDetector(settings)]
         self.version = "fusion:" + "+".join(m.version for m in self.members)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
