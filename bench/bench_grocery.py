@@ -17,9 +17,10 @@ Every row of a table is measured in the same run: the old default first, then ea
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +304,8 @@ def run(ctx: BenchContext) -> list[Table]:
     photos = split("val")
     if ctx.quick:
         photos = photos[::7]  # both halves
+    if ctx.every > 1:  # every Nth photo of each half (p.index // 2 counts within a half)
+        photos = [p for p in photos if (p.index // 2) % ctx.every == 0]
     defaults = load_settings(data_dir=ctx.work_dir / "data", models_dir=REPO_ROOT / "var" / "models")
     probe = Pipeline(defaults)
     shared_stages = {"detect": MemoisedStage(probe.detector, "detect"), "saliency": MemoisedStage(probe.saliency, "map")}
@@ -317,6 +320,7 @@ def run(ctx: BenchContext) -> list[Table]:
     ]
     embedders: dict[str, MemoisedEmbedder] = {}
     rows, stamp_rows, floors = [], [], []
+    dumps: dict[str, list[dict]] = {}
     for variant in variants:
         key = repr(sorted(variant.embed.items()))
         if key not in embedders:
@@ -326,11 +330,14 @@ def run(ctx: BenchContext) -> list[Table]:
         start = time.perf_counter()
         results = run_variant(ctx, variant, embedders[key], shared_stages, photos)
         print(f"  {variant.name}: {time.perf_counter() - start:.0f} s", flush=True)
+        dumps[variant.name] = [asdict(r) for r in results]
         for half in HALVES:
             summary = summarise([r for r in results if r.half == half])
             rows.append([variant.name, half, sum(r.half == half for r in results), *(summary.get(m, "-") for m in METRICS)])
         if variant.floor_row:
             floors += floor_rows(variant.name, results, defaults.index.match_floor)
+    # Each photo's matches, for looking into a row after the run (not read by anything here).
+    (ctx.work_dir / "grocery-results.json").write_text(json.dumps(dumps))
     latency = region_latency(ctx, {
         "default (mean 260 + re-ranking)": {"embed": old, "rerank": rerank_on},
         "default + tuned head": {"embed": old, "rerank": rerank_on, "tuned": True},
