@@ -229,6 +229,14 @@ class RegionConfig(Section):
     # Segmentation scales (Felzenszwalb's k; larger = fewer, bigger segments): two, because one
     # scale either splits an object into parts or merges it with its surroundings.
     segment_scales: list[float] = [300.0, 1000.0]
+    # A segment is a candidate only if the segmentation of this many copies of the small image,
+    # each with a fixed +-1 grey-level dither, finds it again at IoU >= segment_stable_iou (0 =
+    # every segment). A 4032 px camera photo's work copy differs from its 1024 px Lanczos copy by
+    # ~0.5 grey levels (<= 1 on the 160 px copy), and the greedy merging made a different
+    # segment of that: the top dot of OSIE 1038 moved (bench_dots' camera table, 7/8 -> 8/8
+    # same dots; 25/30 -> 26/30 on 30 other OSIE photos).
+    segment_dithers: int = Field(1, ge=0, le=4)
+    segment_stable_iou: float = Field(0.8, ge=0.0, le=1.0)
     # Candidates without a detection (segments, blobs) must look like one object: a box over
     # more than this share of the image is background (sky, wall) or the whole scene (0.4 lost
     # the big central subjects people look at; 0.6 kept them, on the tuning split)...
