@@ -347,10 +347,23 @@ def _pil_bilinear_resize(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, fl
 
 # The camera table's rows: how the work copy is made, and RegionConfig overrides.
 CAMERA_VARIANTS: dict[str, tuple[str, dict]] = {
-    "PIL bilinear, every segment (first round)": ("pil", {"segment_dithers": 0}),
-    "OpenCV area, every segment (before)": ("area", {"segment_dithers": 0}),
-    "OpenCV area, stable segments (now)": ("area", {}),
+    "PIL bilinear, every segment (first round)": ("pil", EVERY_SEGMENT),
+    "OpenCV area in one step, every segment (before)": ("area-one-step", EVERY_SEGMENT),
+    "OpenCV area in one step, stable segments": ("area-one-step", {}),
+    "halved, then OpenCV area; stable segments (now)": ("area", {}),
 }
+
+
+def _area_one_step_resize(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """lens.image.resize_max_side before a camera photo was halved first (OpenCV area, one step)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb, 1.0
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA), scale
 
 
 def camera_photos(count: int, start: int = 0, step: int = 37) -> list[Path]:
@@ -377,7 +390,7 @@ def camera_table(ctx: BenchContext, photos: list[Path], title: str = "Camera-siz
     for name, (_resizer, regions) in CAMERA_VARIANTS.items():
         pipelines[name] = Pipeline(branch.settings(regions=regions))
         pipelines[name]._stages.update({"detect": base.detector, "saliency": base.saliency})  # one model each
-    resizers = {"pil": _pil_bilinear_resize, "area": resize_max_side}
+    resizers = {"pil": _pil_bilinear_resize, "area-one-step": _area_one_step_resize, "area": resize_max_side}
     options = AnalyzeOptions(search=False, text=False)
     ms = {name: {"camera": [], "copy": []} for name in CAMERA_VARIANTS}
     same = dict.fromkeys(CAMERA_VARIANTS, 0)
