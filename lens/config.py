@@ -395,6 +395,10 @@ class IndexConfig(Section):
     # A dot's label becomes its top match's title from this score up (else the detector's
     # class stays): 0.61, where the top match was right 60% of the time (26% of first dots).
     label_floor: float = Field(0.61, ge=-1.0, le=10.0)
+    # A tuned head's own floors (match_floor and label_floor carried into its score space,
+    # lens.index.tune.mapped_floors) replace the two above while it serves the catalog. Off:
+    # the two above as set (bench_grocery measures the matches without any floor).
+    use_head_floors: bool = True
     # HNSW graph degree and beam widths; bench_index measures recall@10 against exact search.
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construction: int = Field(80, ge=8)
