@@ -212,7 +212,8 @@ class RegionConfig(Section):
     # fixation shares 0.634 / 0.847 -> 0.634 / 0.859, GroceryStore first dot unchanged (0.3: 55,
     # 0.2: 57 with more junk). Its cost: ~0.5 more dots per photo, each one embedded and re-ranked:
     # the region branch took 1.13x on 20 OSIE photos and 1.33x on 20 GroceryStore close-ups
-    # (piles of fruit: more fruit gets a dot; any-dot top-5 0.764 -> 0.784), over issue 14's 20%.
+    # (piles of fruit: more fruit gets a dot; any-dot top-5 0.764 -> 0.784), over issue 14's 20%;
+    # re-measured once re-ranking was cheap, 1.16x on those 20 photos (bench_dots).
     detection_keep_confidence: float = Field(0.25, ge=0.0, le=1.01)
     # Candidates overlapping a better one by more than this IoU are the same thing found twice
     # (a detection and the segment around it, a blob at two thresholds). 0.3 rather than the
