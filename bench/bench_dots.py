@@ -185,11 +185,12 @@ class RegionBranch:
         if backend == "none":
             return []
         if backend == "fusion":  # fuse the members' boxes above the threshold, as FusionDetector does
+            from lens.detect.fusion import FusionOptions
             from lens.detect.merge import fuse, merge_duplicates
 
             config = self.settings().detect
-            members = [self.detections(key, work, m, confidence) for m in ("ultralytics", "opencv-ssd")]
-            return merge_duplicates(fuse(members, config.fusion_iou), config.merge_iou)
+            members = [self.detections(key, work, m, confidence) for m in ("ultralytics", "openvino-ssd")]
+            return merge_duplicates(fuse(members, FusionOptions().fusion_iou), config.merge_iou)
         cache_key = ("detect", key, work.shape, backend)
         if cache_key not in self._cache:
             if backend not in self._detectors:
@@ -286,15 +287,17 @@ def first_dot_on_product(branch: RegionBranch, paths: list[Path], setting: DotSe
     return (hits / len(paths), float(np.mean(areas))) if paths else (0.0, 0.0)
 
 
+# "ssd" rows run openvino-ssd: the same graph and boxes as opencv-ssd (identical dots on every
+# measure here, bench/RESULTS.md speed round 3), at ~0.6x its time.
 def settings_rows() -> list[DotSetting]:
     return [
-        DotSetting("before issue 15 (ssd 0.25, spectral)", "opencv-ssd", 0.25, "spectral-residual", BEFORE_ISSUE_15),
+        DotSetting("before issue 15 (ssd 0.25, spectral)", "openvino-ssd", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("before issue 15 ranking, yolov3-tiny 0.25", "ultralytics", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("before issue 15 ranking, fusion 0.25", "fusion", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("first round of issue 15 (keep detections >= 0.5)", regions=FIRST_ROUND),
         DotSetting("previous default (every segment a candidate)", regions=EVERY_SEGMENT),
         DotSetting("default now (stable segments)"),
-        DotSetting("default ranking, ssd 0.25", "opencv-ssd", 0.25),
+        DotSetting("default ranking, ssd 0.25", "openvino-ssd", 0.25),
         DotSetting("default ranking, yolov3-tiny 0.15", "ultralytics", 0.15),
         DotSetting("default ranking, yolov3-tiny 0.25", "ultralytics", 0.25),
         DotSetting("default ranking, fusion 0.15", "fusion", 0.15),
@@ -307,7 +310,7 @@ def detector_table(branch: RegionBranch, halves: dict[str, list[LabelledPhoto]])
     """The detectors alone: the share of main objects some box matches (IoU >= 0.5, any label),
     and boxes per photo, at each threshold."""
     rows = []
-    for backend in ("opencv-ssd", "ultralytics", "fusion"):
+    for backend in ("openvino-ssd", "ultralytics", "fusion"):
         for confidence in (0.05, 0.15, 0.25):
             row: list = [backend, confidence]
             for photos in halves.values():

@@ -354,7 +354,7 @@ def run(ctx: BenchContext) -> list[Table]:
             "in-store train photos per product as further images of the same item (evenly spaced through "
             "its train list). 'tune' = even lines of val.txt (settings were chosen there), 'report' = odd "
             "lines. GeM pooling and other input sizes were compared on the tuning half from cached crops "
-            "(see lens/config.py EmbedConfig) and did not pay, so they have no row here. Dots as selected by default (opencv-ssd, spectral-residual, RegionConfig); matches "
+            "(see lens/config.py EmbedConfig) and did not pay, so they have no row here. Dots as selected by default (openvino-ssd, spectral-residual, RegionConfig); matches "
             "without a score floor. Re-ranking: RootSIFT + RANSAC on the top `rerank.shortlist`; the "
             "candidate whose inlier count stands out gains a bonus (lens.index.rerank). Tuned head: "
             "`lens index tune` on the catalog as built (lens.index.tune: 16 synthetic views per catalog image, "

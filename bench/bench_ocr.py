@@ -206,7 +206,7 @@ def run_easyocr_examples(ctx: BenchContext) -> list[Table]:
     title = "EasyOCR's published example photos: word recall (default OCR settings)"
     if folder is None:
         return [Table(title, ["note"], [["BENCH_EASYOCR_EXAMPLES (JaidedAI/EasyOCR examples/) not set"]])]
-    settings = load_settings(ocr={"threads": 1})
+    settings = load_settings(ocr={})
     ocr = create_ocr(settings)
     ocr.warm_up()
     rows = [[name, found, wanted, round(found / wanted, 3), read, " ".join(missed) or "-"]
@@ -251,7 +251,7 @@ def run_icdar(ctx: BenchContext) -> list[Table]:
     columns = ["setting", "half", "word R", "word P", "word F", "det R", "det P", "det F", "CPU ms/photo"]
     rows, scale_rows, other_rows = [], [], []
     for label, backend, extra in ICDAR_PLANS:
-        settings = load_settings(ocr={"backend": backend, "threads": 1, **extra})
+        settings = load_settings(ocr={"backend": backend, **extra})
         ocr = create_ocr(settings)
         ocr.warm_up()
         read = _blocks_reader(ocr, settings)
@@ -266,7 +266,7 @@ def run_icdar(ctx: BenchContext) -> list[Table]:
     few = halves["report"][:15]
     for backend, extra in (("tesseract", {"options": {"languages": ["en"]}}), ("easyocr", {})):
         try:
-            settings = load_settings(ocr={"backend": backend, "threads": 1, **extra})
+            settings = load_settings(ocr={"backend": backend, **extra})
             ocr = create_ocr(settings)
             if hasattr(ocr, "warm_up"):
                 ocr.warm_up()

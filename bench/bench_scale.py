@@ -5,7 +5,8 @@ single-query search ms, recall@10 against exact search (faiss flat over the same
 
 100k vectors always; 1M only without --quick and with BENCH_SCALE_1M=1 (on 2 shared cores the
 1M rows take tens of minutes and ~4 GB of memory, so a plain `make bench` leaves them out and
-says so in its table).
+says so in its table). BENCH_SCALE_STORES=faiss measures faiss alone (Milvus Lite's Python engine
+loads ~600 vectors/s here, so its 1M rows alone would take about an hour).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def _milvus_rows(n: int, base: np.ndarray, probe: np.ndarray, exact: np.ndarray,
 
 def run(ctx: BenchContext) -> list[Table]:
     big = not ctx.quick and os.environ.get("BENCH_SCALE_1M") == "1"
+    stores = set(os.environ.get("BENCH_SCALE_STORES", "faiss,milvus").split(","))
     sizes = [20_000] if ctx.quick else [100_000, *([1_000_000] if big else [])]
     queries = 20 if ctx.quick else QUERIES
     rng = np.random.default_rng(1)
@@ -135,8 +137,12 @@ def run(ctx: BenchContext) -> list[Table]:
         # faiss HNSW at 1M is left out as in bench_index (its build alone is many minutes here).
         faiss_rows, exact = _faiss_rows(n, base, probe, ("ivf",) if n > 100_000 else ("ivf", "hnsw"))
         rows += faiss_rows
-        rows += _milvus_rows(n, base, probe, exact, ctx.work_dir)
+        if "milvus" in stores:
+            rows += _milvus_rows(n, base, probe, exact, ctx.work_dir)
         del base
+    if "milvus" not in stores:
+        rows.append([", ".join(str(n) for n in sizes), "milvus-lite", "-", "not run: BENCH_SCALE_STORES=faiss",
+                     "-", "-", "-", "-"])
     if not big and not ctx.quick:
         rows.append([1_000_000, "both", "-", "not run: set BENCH_SCALE_1M=1 (tens of minutes, ~4 GB on 2 shared cores)",
                      "-", "-", "-", "-"])

@@ -113,6 +113,12 @@ def lite2_gflop(size: int = 260) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def default_detector() -> str:
+    from lens.config import Settings
+
+    return Settings().detect.backend
+
+
 def ssd_gflop() -> float:
     """FLOP of the default detector (SSD-MobileNet-v2, 300 x 300): its convolutions, counted from
     each one's kernel and output shape (2 x multiply-adds; OpenCV's getFLOPS is not callable from
@@ -360,9 +366,10 @@ def run(ctx: BenchContext) -> list[Table]:
     if before_root is not None:
         trees.append(Tree(f"before ({BEFORE_REF})", before_root, work / "data-before"))
     trees.append(Tree("after", REPO_ROOT, work / "data-after"))
-    # The other offline detector (YOLOv3-tiny ONNX, now on plain onnxruntime), on the same catalog.
-    trees.append(Tree("after, detect=ultralytics", REPO_ROOT, work / "data-after",
-                      {"LENS_DETECT__BACKEND": "ultralytics"}, build=False, saturation=False))
+    # The same SSD graph in OpenCV DNN (the default before openvino-ssd), on the same catalog.
+    # (YOLOv3-tiny, detect=ultralytics: 0.43 x R in bench/RESULTS.md's round 2, fewer dots found.)
+    trees.append(Tree("after, detect=opencv-ssd", REPO_ROOT, work / "data-after",
+                      {"LENS_DETECT__BACKEND": "opencv-ssd"}, build=False, saturation=False))
     # The text branch with OCR detection at 960 px, not enlarged (issue 16 owns the choice of
     # size; lens/config.py OcrConfig.det_max_side gives its word F at each size).
     trees.append(Tree(f"after, ocr {OCR_FAST_SIDE} px", REPO_ROOT, work / "data-after",
@@ -397,7 +404,7 @@ def run(ctx: BenchContext) -> list[Table]:
                f"{TARGET_COLD_START_S:g} s. {len(photos)} OSIE photos (every {PHOTO_STEP}th); result "
                "cache off; each code version with the demo catalog it built itself "
                f"({', '.join(str(r['catalog_items']) for r in results.values() if r['catalog_items'])} items). "
-               "Default detector: opencv-ssd (SSD-MobileNet-v2)."),
+               f"Default detector: {default_detector()} (SSD-MobileNet-v2)."),
     )
     stage_rows = []
     for label, r in results.items():

@@ -125,8 +125,10 @@ class DetectConfig(BackendSection):
     # stray boxes and both detectors' time for no gain. (Also: same 6/7 on bus/zidane with
     # fewer stray boxes, 28% vs 15% of pasted objects boxed; bench_detect.) coco128 are COCO
     # train photos, so both COCO detectors are at their best there. With a better model file
-    # (yolo11n.pt), choose "ultralytics" and set model_path.
-    backend: registered_backend("detect") = "opencv-ssd"
+    # (yolo11n.pt), choose "ultralytics" and set model_path. The graph runs on OpenVINO
+    # ("openvino-ssd"): the same boxes as OpenCV DNN ("opencv-ssd"; raw maps within 1e-4, the
+    # same dots on every bench_dots measure) at 0.55-0.6x its time on these cores.
+    backend: registered_backend("detect") = "openvino-ssd"
     # A .pt/.onnx file that ultralytics loads; empty = the offline default prepared by
     # `lens models prepare` (YOLOv3-tiny COCO converted to ONNX).
     model_path: Path | None = None
@@ -140,11 +142,8 @@ class DetectConfig(BackendSection):
     # Boxes of different classes overlapping more than this are one object under two labels
     # (car/truck, cup/bowl); a real pair of objects rarely overlaps this much.
     merge_iou: float = Field(0.7, ge=0.0, le=1.0)
-    # Network input size (longest side) for ultralytics; empty = the model's own size from its
-    # metadata (416 for YOLOv3-tiny, which was trained at 416; 640 for yolo11n).
-    image_size: int | None = Field(None, ge=32)
-    # fusion: boxes of the two detectors with IoU above this are the same object.
-    fusion_iou: float = Field(0.55, ge=0.0, le=1.0)
+    # Backend options: ultralytics' image_size (lens/detect/ultralytics_backend.py), fusion's
+    # fusion_iou (lens/detect/fusion.py).
 
 
 class SaliencyConfig(BackendSection):
@@ -421,6 +420,14 @@ class CatalogConfig(BackendSection):
     # "postgres": tables in PostgreSQL, written in transactions by any worker (`lens db
     # migrate`); its options (url, schema, pool_size, timeout_s) in lens/index/postgres.py.
     backend: registered_backend("catalog", allow_none=False, module="lens.index") = "sqlite"
+    # A worker's catalog write that meets a passing fault (PostgreSQL restarting, Milvus
+    # unreachable) is rolled back and tried again, up to this many times in all, waiting
+    # write_retry_backoff_s, then twice that, ... (with jitter) in between; a write is
+    # idempotent (an image by its content hash), so a retry lands once. Attempts x the
+    # PostgreSQL pool's timeout_s must stay below server.sync_timeout_s, or the gateway stops
+    # waiting first.
+    write_attempts: int = Field(3, ge=1, le=10)
+    write_retry_backoff_s: float = Field(0.5, ge=0, le=30)
 
 
 class VectorsConfig(BackendSection):
@@ -497,8 +504,6 @@ class OcrConfig(BackendSection):
     # A line of one or two CJK glyphs among Latin text is an icon misread (a walking man as
     # "穴"), unless a longer CJK line read at least this confidently shows a CJK sign nearby.
     cjk_context_confidence: float = Field(0.8, ge=0.0, le=1.0)
-    # onnxruntime/Tesseract threads per OCR call; 1 per Celery prefork child on a small box.
-    threads: int = Field(1, ge=1)
 
 
 class TranslateConfig(BackendSection):
@@ -509,8 +514,6 @@ class TranslateConfig(BackendSection):
     default_target: str = "en"
     # Two hops through this language when no direct model exists (e.g. pt->en->de); empty: off.
     pivot_language: str = "en"
-    # Torch threads for the marian backend.
-    threads: int = Field(1, ge=1)
     # Languages lingua chooses among for Latin-script text (ISO 639-1); each costs ~25 MB
     # once seen. Hangul, kana and Han are told by their script, whatever is listed here.
     langid_languages: list[str] = ["en", "pt", "es", "fr", "de", "it", "nl", "vi", "pl", "tr", "id", "sv"]
@@ -590,6 +593,23 @@ class ServerConfig(Section):
     request_timeout_s: float = Field(30.0, gt=0)
 
 
+class FleetConfig(Section):
+    """How the gateway hands a photo to the workers."""
+
+    # "disk": the upload is a file under <data_dir>/uploads and a job names its path, so every
+    # worker must see that folder (one machine, or a shared disk): the embedded default.
+    # "redis": the bytes wait in Redis (redis_url) under lens:upload:<content hash> for
+    # upload_ttl_s, so workers on other machines need no shared folder (workers/uploads.py).
+    upload_store: Literal["disk", "redis"] = "disk"
+    # How long a photo stays in Redis: its analysis and the crop searches on it (by job_id)
+    # must come within this; later they answer 410 upload_expired ("send it again"). Each new
+    # upload of the same photo starts the time again.
+    upload_ttl_s: int = Field(3600, ge=10)
+    # The largest photo kept in Redis (413 above it): every waiting photo costs Redis memory,
+    # and Redis refuses values above 512 MB.
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -620,6 +640,7 @@ class Settings(BaseSettings):
     ocr: OcrConfig = OcrConfig()
     translate: TranslateConfig = TranslateConfig()
     server: ServerConfig = ServerConfig()
+    fleet: FleetConfig = FleetConfig()
 
     @property
     def model_dir(self) -> Path:

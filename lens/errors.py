@@ -9,6 +9,8 @@ class LensError(Exception):
     exit_code = 1
     http_status = 500
     code = "error"
+    # A passing fault (a database restarting): the same write may succeed if tried again.
+    retryable = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

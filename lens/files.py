@@ -46,15 +46,16 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(dest: Path, suffix: str = ".part") -> Iterator[Path]:
+def atomic_output(dest: Path, suffix: str = ".part", prefix: str | None = None) -> Iterator[Path]:
     """A temporary path beside `dest` for a writer that takes a path (an ONNX export, torch.save,
     an image encoder); renamed over `dest` when the block ends without error, removed otherwise.
     Readable by all (mkstemp makes 0600; workers may run as another user). Not fsynced: for
     files that can be made again (prepared models, thumbnails); durable data uses
-    atomic_write_bytes."""
+    atomic_write_bytes. `prefix` names the temporary file (default ".<name>."), for a sweeper
+    that tells half-written files by it."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=suffix)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=prefix or f".{dest.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -10,13 +10,13 @@ import functools
 import hashlib
 import importlib
 import importlib.util
-import os
+import json
 import shutil
-import tempfile
 import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lens.config import REPO_ROOT, Settings
 from lens.errors import LensError, ModelMissingError
@@ -148,20 +148,17 @@ def fetch(spec: ModelSpec, settings: Settings, timeout: float = 30.0) -> Path:
     """Download a model that has a URL (needs network); atomic, checksum-verified when known."""
     if not spec.url or not spec.file:
         raise LensError(f"model '{spec.name}' has no download URL; {spec.how_to_get(settings)}")
+    from lens.files import atomic_output
+
     dest = settings.model_dir / spec.file
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out)
-        if spec.sha256 and file_sha256(Path(tmp)) != spec.sha256:
-            raise LensError(f"{spec.url}: checksum mismatch, not installed")
-        os.replace(tmp, dest)
+        with atomic_output(dest) as tmp:
+            with tmp.open("wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            if spec.sha256 and file_sha256(tmp) != spec.sha256:
+                raise LensError(f"{spec.url}: checksum mismatch, not installed")
     except OSError as exc:
         raise LensError(f"could not download {spec.url}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
@@ -171,3 +168,28 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def settings_digest(value: Any) -> str:
+    """A short stable hash of settings (any JSON-able value; paths as text)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def fingerprint(path: Path) -> str:
+    """A model file's sha256 (computed once per size and mtime); a folder's file names, sizes
+    and mtimes (model folders are large, and are replaced rather than edited in place)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    if path.is_dir():
+        entries = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                         for f in path.rglob("*") if f.is_file())
+        return settings_digest(entries)
+    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Cached by (path, size, mtime): the gateway asks for every request's cache key."""
+    return file_sha256(Path(path))[:16]

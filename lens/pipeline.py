@@ -9,15 +9,11 @@ so a Celery worker starts within its 4 s `worker_process_init` budget).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +23,7 @@ from lens import __version__
 from lens.config import IndexConfig, Settings, get_settings
 from lens.geometry import scale_box
 from lens.image import DecodedImage, crop_box, resize_max_side
-from lens.stages import BRANCH_NAMES, is_enabled
+from lens.stages import BRANCH_NAMES, STAGES, is_enabled
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
 
 
@@ -177,36 +173,16 @@ class Pipeline:
             self._stages.pop("catalog", None)
 
     def model_versions(self) -> dict[str, str]:
-        """What decides a result, per stage: the backend, a fingerprint of the model files it
-        may load and a digest of the settings that change its output (detector thresholds,
-        saliency parameters, RegionConfig, the work size, index and OCR/translation settings).
-        Part of the result cache key; computed from configuration and model files only, so the
-        gateway calls it without loading a model. The embedder's own version (model and
-        preprocessing) enters the key through the catalog (web.catalog.catalog_state)."""
-        from lens.models import load_manifest
-
-        s = self.settings
-        specs = load_manifest()
-
-        def version(stage: str, backend: str, params: Any, model_path: Any = None) -> str:
-            files = [model_path] if model_path else [
-                spec.locate(s) for spec in specs if spec.stage == stage and spec.default]
-            models = _digest([_fingerprint(Path(f)) for f in files if f is not None])
-            return f"{backend}:models-{models}:params-{_digest(params)}"
+        """What decides a result, per enabled stage (lens.registry.stage_version): its backend,
+        the model files that backend loads and the settings that change its output. Part of
+        the result cache key; computed from configuration and model files only, so the gateway
+        calls it without loading a model."""
+        from lens.registry import stage_version
 
         versions = {"lens": __version__}
-        if is_enabled(s, "detect"):
-            versions["detect"] = version("detect", s.detect.backend, s.detect.model_dump(mode="json"), s.detect.model_path)
-        if is_enabled(s, "saliency"):
-            versions["saliency"] = version("saliency", s.saliency.backend, s.saliency.model_dump(mode="json"))
-        versions["regions"] = f"params-{_digest([s.regions.model_dump(mode='json'), s.limits.work_max_side])}"
-        versions["embed"] = version("embed", s.embed.backend, [s.embed.backend, str(s.embed.model_path or "")],
-                                    s.embed.model_path)
-        versions["index"] = f"params-{_digest([s.index.model_dump(mode='json'), s.rerank.model_dump(mode='json'), s.tune.use_head])}"
-        if is_enabled(s, "ocr"):
-            versions["ocr"] = version("ocr", s.ocr.backend, s.ocr.model_dump(mode="json"))
-        if is_enabled(s, "translate"):
-            versions["translate"] = version("translate", s.translate.backend, s.translate.model_dump(mode="json"))
+        for stage in STAGES:
+            if is_enabled(self.settings, stage.name) and (stage.backends or stage.decided_by):
+                versions[stage.name] = stage_version(stage, self.settings)
         return versions
 
     # -- branches --------------------------------------------------------------------------
@@ -384,27 +360,3 @@ class Pipeline:
         )
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _fingerprint(path: Path) -> str:
-    """A model file's sha256 (computed once per size and mtime); a folder's file names, sizes
-    and mtimes (model folders are large, and are replaced rather than edited in place)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return "missing"
-    if path.is_dir():
-        entries = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
-                         for f in path.rglob("*") if f.is_file())
-        return _digest(entries)
-    return _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """Cached by (path, size, mtime): the gateway asks for every request's cache key."""
-    from lens.models import file_sha256
-
-    return file_sha256(Path(path))[:16]

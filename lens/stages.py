@@ -28,21 +28,27 @@ class Stage:
     shown: str  # what a viewer is told while it runs (job progress)
     switchable: bool = False  # its config section has `backend`, "none" = off
     needs: str | None = None  # a stage whose output it reads: off when that one is off
+    # The module whose BACKENDS table its config section's `backend` names (lens.registry).
+    backends: str | None = None
+    # Config values besides its own section that change its output ("section" or
+    # "section.field"); with the backend's models they make the stage's version.
+    decided_by: tuple[str, ...] = ()
 
 
 BRANCHES: tuple[Branch, ...] = (Branch("regions", queue="vision"), Branch("text", queue="text"))
 BRANCH_NAMES: tuple[str, ...] = tuple(b.name for b in BRANCHES)
 
 STAGES: tuple[Stage, ...] = (
-    Stage("detect", "regions", "detecting", switchable=True),
-    Stage("saliency", "regions", "detecting", switchable=True),
-    Stage("select", "regions", "detecting"),
-    Stage("embed", "regions", "searching"),
-    Stage("search", "regions", "searching"),
-    Stage("rerank", "regions", "searching"),
-    Stage("ocr", "text", "reading_text", switchable=True),
-    Stage("langid", "text", "reading_text", needs="ocr"),
-    Stage("translate", "text", "translating", switchable=True, needs="ocr"),
+    Stage("detect", "regions", "detecting", switchable=True, backends="lens.detect"),
+    Stage("saliency", "regions", "detecting", switchable=True, backends="lens.saliency"),
+    Stage("select", "regions", "detecting", decided_by=("regions", "limits.work_max_side")),
+    # The embedder's version enters a result's key through the catalog (web.catalog.catalog_state).
+    Stage("embed", "regions", "searching", backends="lens.embed"),
+    Stage("search", "regions", "searching", decided_by=("index", "tune.use_head")),
+    Stage("rerank", "regions", "searching", decided_by=("rerank",)),
+    Stage("ocr", "text", "reading_text", switchable=True, backends="lens.ocr"),
+    Stage("langid", "text", "reading_text", needs="ocr", decided_by=("translate",)),
+    Stage("translate", "text", "translating", switchable=True, needs="ocr", backends="lens.translate"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 

@@ -1,4 +1,4 @@
-"""The one thread policy for every compute library: torch, onnxruntime, OpenCV and faiss.
+"""The one thread policy for every compute library: torch, onnxruntime, OpenVINO, OpenCV and faiss.
 
 On a small shared machine a single photo gains nothing from several intra-op threads (measured:
 2 threads no faster than 1 on 2 cores), while threads that spin or oversubscribe the cores make
@@ -77,3 +77,20 @@ def onnx_session_options(threads: int | None = None):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
+
+
+def openvino_config(threads: int | None = None, streams: int | None = None) -> dict:
+    """OpenVINO CPU compile options under the policy: `threads` intra-op threads per stream
+    (default: the applied policy) and `streams` streams (default: one per core, so that the
+    compute pool's threads, one per core, each run a request at once instead of queueing on
+    one), fp32 (no bf16/fp16 down-casting: the outputs must stay those of the source graph),
+    no pinning of threads to cores (the cores are shared with the other libraries' threads)."""
+    threads = current_threads() if threads is None else max(1, int(threads))
+    streams = cpu_count() if streams is None else max(1, int(streams))
+    return {
+        "NUM_STREAMS": streams,
+        "INFERENCE_NUM_THREADS": threads * streams,
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,
+        "ENABLE_HYPER_THREADING": False,
+    }

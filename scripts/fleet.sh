@@ -8,7 +8,8 @@
 #
 # CATALOG=postgres (make up CATALOG=postgres): the catalog in PostgreSQL (scripts/ensure-postgres.sh
 # starts one on 127.0.0.1:5432 where none answers; LENS_CATALOG__OPTIONS__URL overrides), migrated
-# with `lens db migrate`. VECTORS=milvus: vectors in Milvus at LENS_VECTORS__OPTIONS__URI, or, unset,
+# with `lens db migrate`, and photos handed to the workers through Redis
+# (LENS_FLEET__UPLOAD_STORE=redis unless set). VECTORS=milvus: vectors in Milvus at LENS_VECTORS__OPTIONS__URI, or, unset,
 # a Milvus Lite server (`python -m milvus_lite server`, the Milvus API on 127.0.0.1:19530) that
 # `up` starts and `down` stops.
 set -euo pipefail
@@ -82,6 +83,8 @@ backends() {
       export LENS_CATALOG__BACKEND=postgres
       export LENS_CATALOG__OPTIONS__URL=${LENS_CATALOG__OPTIONS__URL:-postgresql://postgres@127.0.0.1:5432/test}
       [[ "$LENS_CATALOG__OPTIONS__URL" == *127.0.0.1:5432* ]] && scripts/ensure-postgres.sh
+      # Nothing shared but the engines: photos go to the workers through Redis.
+      export LENS_FLEET__UPLOAD_STORE=${LENS_FLEET__UPLOAD_STORE:-redis}
       "$VENV/bin/lens" db migrate ;;
     *) echo "fleet: CATALOG must be sqlite or postgres, not '$CATALOG'" >&2; exit 2 ;;
   esac

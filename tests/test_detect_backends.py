@@ -42,27 +42,27 @@ def detectors(tmp_path_factory):
 
     data = tmp_path_factory.mktemp("data")
     made = {}
-    for backend in ("ultralytics", "opencv-ssd", "fusion"):
+    for backend in ("ultralytics", "opencv-ssd", "openvino-ssd", "fusion"):
         settings = load_settings(data_dir=data, models_dir=REPO_ROOT / "var" / "models", detect={"backend": backend})
-        assert not prepare(settings, ["yolov3-tiny-coco"]), "yolov3-tiny conversion failed"
+        assert not prepare(settings, ["yolov3-tiny-coco", "ssd-mobilenet-v2-coco-openvino"]), "model preparation failed"
         made[backend] = create_detector(settings)
     return made
 
 
-@pytest.mark.parametrize("backend", ["ultralytics", "opencv-ssd", "fusion"])
+@pytest.mark.parametrize("backend", ["ultralytics", "opencv-ssd", "openvino-ssd", "fusion"])
 def test_bus_has_the_bus_and_at_least_three_people(detectors, bus_jpg, backend):
     detections = detectors[backend].detect(_rgb(bus_jpg))
     assert _matched(detections, [BUS_BUS], "bus", min_iou=0.5) == 1, detections
     assert _matched(detections, BUS_PEOPLE, "person") >= 3, detections
 
 
-@pytest.mark.parametrize("backend", ["ultralytics", "opencv-ssd", "fusion"])
+@pytest.mark.parametrize("backend", ["ultralytics", "opencv-ssd", "openvino-ssd", "fusion"])
 def test_zidane_has_two_people(detectors, zidane_jpg, backend):
     detections = detectors[backend].detect(_rgb(zidane_jpg))
     assert _matched(detections, ZIDANE_PEOPLE, "person") == 2, detections
 
 
-@pytest.mark.parametrize("backend", ["ultralytics", "opencv-ssd", "fusion"])
+@pytest.mark.parametrize("backend", ["ultralytics", "opencv-ssd", "openvino-ssd", "fusion"])
 def test_boxes_are_inside_the_image_and_sorted(detectors, bus_jpg, backend):
     rgb = _rgb(bus_jpg)
     h, w = rgb.shape[:2]

@@ -282,3 +282,34 @@ def test_a_schema_1_catalog_is_upgraded_in_place(tmp_path, mobilenet, stamps, qu
     reopened.save()
     assert reopened.get(1).images == 2
     reopened.close()
+
+
+def test_a_failed_commit_leaves_no_file_of_the_generation_it_prepared(tmp_path):
+    """faiss: the file a failed save wrote for the next generation is removed on discard, so
+    that no process ever loads it as that generation (with a folder per worker, another worker
+    may commit that number with other vectors, and an HNSW file is not checked by its size)."""
+    from lens.index.stores.faiss_store import FaissStore
+
+    rng = np.random.default_rng(3)
+    committed = rng.standard_normal((8, 16)).astype(np.float32)
+
+    class Rows:
+        vectors = committed
+
+        def image_count(self) -> int:
+            return len(self.vectors)
+
+        def all_vectors(self):
+            return np.arange(1, len(self.vectors) + 1, dtype=np.int64), self.vectors
+
+    rows = Rows()
+    store = FaissStore(load_settings(data_dir=tmp_path), tmp_path, 16, rows)
+    store.load(1, {})
+    rows.vectors = np.vstack([committed, rng.standard_normal((1, 16)).astype(np.float32)])  # the open write
+    store.add(np.array([9]), rows.vectors[-1:])
+    store.prepare_save(2, {})
+    assert (tmp_path / "vectors-2.faiss").is_file()
+    rows.vectors = committed  # the COMMIT failed: rolled back
+    store.discard(1, {})
+    assert not (tmp_path / "vectors-2.faiss").exists()
+    assert store.size == 8

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def rapid_ocr():
-    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr", "threads": 1}))
+    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr"}))
     ocr.warm_up()
     return ocr
 

@@ -43,7 +43,7 @@ def test_blocks_too_small_to_tap_are_dropped_and_the_rest_renumbered():
 def test_camera_size_photo_reads_at_least_as_well_as_its_1024_px_copy():
     from lens.ocr import create_ocr
 
-    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr", "threads": 1}))
+    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr"}))
     ids = split_ids("tune")[:30]  # the half the sizes were chosen on; bench_ocr reports the other
     small = evaluate(ocr.read, ids, scale=0.8)
     camera = evaluate(ocr.read, ids, scale=3.0)
@@ -61,7 +61,7 @@ def test_easyocr_example_photos_keep_word_recall_of_at_least_0_9():
     folder = examples_dir()
     if folder is None:
         pytest.skip("EASYOCR_EXAMPLES_DIR is not set to JaidedAI/EasyOCR's examples/ folder")
-    settings = load_settings(ocr={"backend": "rapidocr", "threads": 1})
+    settings = load_settings(ocr={"backend": "rapidocr"})
     rows = evaluate(create_ocr(settings), settings, folder)
     found, wanted = sum(r[1] for r in rows), sum(r[2] for r in rows)
     assert found / wanted >= 0.9, rows

@@ -109,7 +109,7 @@ def test_the_settings_examples_load(tmp_path, monkeypatch):
     monkeypatch.setenv("LENS_CONFIG", str(config))
     get_settings.cache_clear()
     settings = load_settings()
-    assert settings.detect.backend == "opencv-ssd" and settings.saliency.backend == "spectral-residual"
+    assert settings.detect.backend == "openvino-ssd" and settings.saliency.backend == "spectral-residual"
     monkeypatch.delenv("LENS_CONFIG")
     # `LENS_X__Y=v make run`: each variable is a real setting with an allowed value.
     for command in shell_commands():
@@ -131,7 +131,7 @@ def test_the_defaults_the_readme_states_are_the_defaults():
 
     defaults = Settings()
     row = {m[0].strip(): m[1] for m in re.findall(r"^\| ([^|]+) \| `([^`]+)`", README, flags=re.M)}
-    assert row["object detection"] == defaults.detect.backend == "opencv-ssd"
+    assert row["object detection"] == defaults.detect.backend == "openvino-ssd"
     assert row["saliency (what stands out)"] == defaults.saliency.backend == "spectral-residual"
     assert row["embedding for catalog search"] == defaults.embed.backend == "efficientnet-lite2-onnx"
     assert row["text reading (OCR)"] == defaults.ocr.backend

@@ -1,4 +1,4 @@
-"""lens.threads: one policy sets torch, onnxruntime, OpenCV and faiss alike."""
+"""lens.threads: one policy sets torch, onnxruntime, OpenVINO, OpenCV and faiss alike."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from lens.threads import (
     cpu_count,
     current_threads,
     onnx_session_options,
+    openvino_config,
 )
 
 
@@ -38,6 +39,14 @@ def test_policy_sets_every_loaded_library(restore_policy):
     options = onnx_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_openvino_follows_the_policy_one_stream_per_core(restore_policy):
+    apply_thread_policy(1)
+    config = openvino_config()
+    assert (config["NUM_STREAMS"], config["INFERENCE_NUM_THREADS"]) == (cpu_count(), cpu_count())
+    assert config["INFERENCE_PRECISION_HINT"] == "f32" and config["ENABLE_CPU_PINNING"] is False
+    assert openvino_config(threads=2, streams=1)["INFERENCE_NUM_THREADS"] == 2
 
 
 def test_settings_policy_per_request_and_bulk(restore_policy):

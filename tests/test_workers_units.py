@@ -151,7 +151,7 @@ def test_submit_caches_follows_and_enqueues_in_one_call(tmp_path, bus_jpg):
         jobs.submit(data, image, {"text": True}, {"detect": "x"}, broken)
     first = jobs.submit(data, image, {"text": True}, {"detect": "x"}, sent.append)
     assert first.outcome == "queued" and [r.job_id for r in sent] == [first.job_id]
-    assert sent[0].upload_path.endswith(".jpg") and (tmp_path / "uploads").is_dir()
+    assert sent[0].upload_ref.endswith(".jpg") and (tmp_path / "uploads").is_dir()
     again = jobs.submit(data, image, {"text": True}, {"detect": "x"}, sent.append)
     assert (again.outcome, again.job_id, len(sent)) == ("following", first.job_id, 1)
     jobs.save_result(sent[0].cache_key, '{"regions": []}')
@@ -192,7 +192,7 @@ def runtime(tmp_path, bus_jpg):
 
 def new_job(runtime, bus_jpg, **options) -> str:
     job_id = new_job_id()
-    runtime.jobs.create(JobRecord(job_id=job_id, image_id="0" * 64, upload_path=str(bus_jpg), width=810,
+    runtime.jobs.create(JobRecord(job_id=job_id, image_id="0" * 64, upload_ref=str(bus_jpg), width=810,
                                   height=1080, options={"regions": True, "text": True, **options},
                                   cache_key="k" + job_id))
     return job_id

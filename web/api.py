@@ -10,7 +10,6 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 
 from lens.pipeline import AnalyzeOptions
-from web.catalog import require_api_key
 from web.errors import ApiError, bad_request
 from web.gateway import Gateway
 from web.requests import (
@@ -22,6 +21,8 @@ from web.requests import (
     parse_json,
 )
 from web.requests import read_fields as _read_fields
+from web.security import require_api_key
+from workers.uploads import upload_exists
 
 api = Blueprint("api", __name__)
 
@@ -117,20 +118,20 @@ def search():
         return _json({"text": text, "matches": gw.search_text(text, k)})
     if data is not None:
         image = gw.decode(data)
-        path, width, height, image_id = gw.store_upload(data, image), image.width, image.height, image.sha256
+        upload, width, height, image_id = gw.store_upload(data, image), image.width, image.height, image.sha256
     elif fields.get("job_id"):
         if not isinstance(fields["job_id"], str):
             raise bad_request("'job_id' must be a string")
         record = gw.jobs.record(fields["job_id"])
-        if not Path(record.upload_path).exists():
+        if not upload_exists(gw.settings, record.upload_ref):
             raise ApiError(410, "upload_expired", "the photo of that job is no longer stored; send it again")
-        path, width, height, image_id = record.upload_path, record.width, record.height, record.image_id
+        upload, width, height, image_id = record.upload_ref, record.width, record.height, record.image_id
     else:
         raise ApiError(400, "missing_image", (
             "send an 'image' (file or base64) or the 'job_id' of an earlier analysis, "
             "or 'text' to search by words"))
     box = box_field(fields, width, height)
-    matches = gw.search(path, box, k, text)
+    matches = gw.search(upload, box, k, text)
     body = {"image_id": image_id, "box": list(box), "matches": matches}
     if text is not None:
         body["text"] = text
@@ -219,8 +220,8 @@ def add_item():
     data, fields = read_fields(request)
     fields = _item_fields(fields)  # cheap checks before the photo is decoded
     image = gw.decode(data)
-    path = gw.store_upload(data, image)
-    out = gw.call("lens.index.add", path, fields)
+    upload = gw.store_upload(data, image)
+    out = gw.call("lens.index.add", upload, fields)
     return _json({"item": _with_thumbnail(out["item"])}, 201)
 
 
@@ -235,8 +236,8 @@ def add_item_image(item_id: int):
     if fields:
         raise bad_request(f"unexpected field(s): {', '.join(sorted(fields))}; send only 'image'")
     image = gw.decode(data)
-    path = gw.store_upload(data, image)
-    out = gw.call("lens.index.add_image", item_id, path)
+    upload = gw.store_upload(data, image)
+    out = gw.call("lens.index.add_image", item_id, upload)
     status = 201 if out.pop("status") == "added" else 200
     return _json({"item": _with_thumbnail(out["item"]), "image_id": out["image_id"]}, status)
 

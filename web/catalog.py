@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from lens.config import Settings
 from lens.errors import LensError
-from web.errors import ApiError
 
 
 def catalog_status(settings: Settings) -> dict[str, Any]:
@@ -41,17 +39,3 @@ def catalog_state(settings: Settings) -> str:
     meta, writes = state
     embedder = meta.get("embedder") or {}
     return f"{embedder.get('name')}:{embedder.get('version')}:{meta.get('created_at')}:{writes}"
-
-
-def require_api_key(settings: Settings, authorization: str | None) -> None:
-    """Catalog writes need `Authorization: Bearer <api_key>`; without a key they are off."""
-    if settings.api_key is None or not settings.api_key.get_secret_value():
-        raise ApiError(503, "writes_disabled", (
-            "catalog writes are disabled because no API key is configured; "
-            "set LENS_API_KEY (or api_key in lens.toml) on the server"))
-    scheme, _, token = (authorization or "").partition(" ")
-    expected = settings.api_key.get_secret_value().encode()
-    # Constant-time comparison: the time taken says nothing about how much of a guess matched.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
-        raise ApiError(401, "unauthorized", "catalog writes need 'Authorization: Bearer <api key>'",
-                       headers={"WWW-Authenticate": 'Bearer realm="lens"'})

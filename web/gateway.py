@@ -18,7 +18,7 @@ from lens.pipeline import AnalyzeOptions, Pipeline
 from lens.stages import enabled_stages
 from web.catalog import catalog_state
 from web.errors import ApiError
-from workers.jobs import JobRecord, save_upload
+from workers.jobs import JobRecord
 from workers.store import QueueUnavailableError, redacted
 from workers.tasks import analyze_canvas
 
@@ -47,10 +47,12 @@ class Gateway:
                             max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)
 
     def store_upload(self, data: bytes, image: DecodedImage) -> str:
-        path = str(save_upload(self.settings.upload_dir, data, image.sha256, image.format))
+        """Hand the photo to the upload store (disk, or Redis: workers/uploads.py); returns
+        the reference that tasks are given."""
+        reference = self.jobs.uploads.put(data, image.sha256, image.format)
         # Embedded, the tasks run in this process: they take this decoded copy, not the file.
-        self.runtime.remember_decoded(path, image)
-        return path
+        self.runtime.remember_decoded(reference, image)
+        return reference
 
     # -- analyze -----------------------------------------------------------------------------
     def analyze(self, data: bytes, image: DecodedImage, options: AnalyzeOptions,
@@ -63,7 +65,7 @@ class Gateway:
 
         def enqueue(record: JobRecord) -> None:
             # Embedded, the tasks run in this process: they take this decoded copy, not the file.
-            self.runtime.remember_decoded(record.upload_path, image)
+            self.runtime.remember_decoded(record.upload_ref, image)
             if in_background:
                 self.runtime.submit(lambda: self._run_eagerly(record.job_id, record.cache_key))
                 return
@@ -120,10 +122,10 @@ class Gateway:
         return body
 
     # -- crop search -------------------------------------------------------------------------
-    def search(self, upload_path: str, box: tuple[float, ...], k: int | None,
+    def search(self, upload_ref: str, box: tuple[float, ...], k: int | None,
                text: str | None = None) -> list[dict[str, Any]]:
         """Matches for a box of a photo; with `text`, the box's shortlist re-ranked by it."""
-        out = self.call("lens.search", upload_path, list(box), k, text)
+        out = self.call("lens.search", upload_ref, list(box), k, text)
         return out["matches"]
 
     def search_text(self, text: str, k: int | None) -> list[dict[str, Any]]:

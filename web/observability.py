@@ -223,12 +223,9 @@ def metrics_allowed(settings: Settings) -> bool:
         address = None
     if address is not None and (address.is_loopback or address.is_private):
         return True
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    import hmac
+    from web.security import bearer_key_matches
 
-    return bool(key) and scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), key.encode())
+    return bearer_key_matches(settings, request.headers.get("Authorization"))
 
 
 def init_observability(app: Flask, settings: Settings) -> None:

@@ -3,12 +3,18 @@
 The UI is plain files under /static with no inline script or style attribute, so the policy
 allows scripts and styles from this origin only. Photos are shown from blob: URLs made in the
 browser and thumbnails come from this origin, hence img-src 'self' blob: data:. The camera is
-allowed for this origin only (the UI's capture input).
+allowed for this origin only (the UI's capture input). The API key check for catalog writes
+and private metrics lives here too.
 """
 
 from __future__ import annotations
 
+import hmac
+
 from flask import Flask, Response, request
+
+from lens.config import Settings
+from web.errors import ApiError
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -83,3 +89,22 @@ def init_request_timeouts(app: Flask, seconds: float) -> None:
     app.wsgi_app = wsgi_app
     app.register_error_handler(TimeoutError, too_slow)
     app.register_error_handler(ClientDisconnected, disconnected)
+
+
+def bearer_key_matches(settings: Settings, authorization: str | None) -> bool:
+    """`Authorization: Bearer <key>` names the configured API key (none configured: never)."""
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    scheme, _, token = (authorization or "").partition(" ")
+    # Constant-time comparison: the time taken says nothing about how much of a guess matched.
+    return bool(key) and scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def require_api_key(settings: Settings, authorization: str | None) -> None:
+    """Catalog writes need `Authorization: Bearer <api_key>`; without a key they are off."""
+    if settings.api_key is None or not settings.api_key.get_secret_value():
+        raise ApiError(503, "writes_disabled", (
+            "catalog writes are disabled because no API key is configured; "
+            "set LENS_API_KEY (or api_key in lens.toml) on the server"))
+    if not bearer_key_matches(settings, authorization):
+        raise ApiError(401, "unauthorized", "catalog writes need 'Authorization: Bearer <api key>'",
+                       headers={"WWW-Authenticate": 'Bearer realm="lens"'})

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import errno
 import logging
-from pathlib import Path
+import random
+import time
 from typing import Any
 
 from celery import Celery
 
 from lens.errors import LensError
+from workers.uploads import upload_source
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +43,80 @@ def open_catalog_for(runtime, *, create: bool):
     return catalog
 
 
-def _as_data(fn, runtime, *args, write: bool = True) -> dict[str, Any]:
+def _error(exc: LensError, message: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": exc.code, "message": message or exc.message, "status": exc.http_status}}
+
+
+def _as_data(fn, runtime, *args, write: bool = True, if_gone: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run a read or a write; typed errors come back as data (Celery's JSON cannot carry
     our exception classes). A write is one transaction that always ends: committed by save(),
     or rolled back whatever went wrong (a bug, a full disk), so that a failed write never
-    leaves SQLite's write lock held against the next writer (`lens index add` included)."""
-    catalog = None
-    try:
-        catalog = open_catalog_for(runtime, create=write)
-        out = fn(catalog, *args)
-        if write:
+    leaves SQLite's write lock held against the next writer (`lens index add` included).
+
+    A write that meets a passing fault (LensError.retryable: PostgreSQL restarting, Milvus
+    unreachable) is rolled back and tried again on a freshly opened catalog, up to
+    catalog.write_attempts times with backoff; it is idempotent, so it lands once. `if_gone`:
+    the answer when a retry after a failed save finds nothing to do (ItemNotFoundError): that
+    save's COMMIT reached the server before the connection broke (a delete)."""
+    if not write:
+        try:
+            return fn(open_catalog_for(runtime, create=False), *args)
+        except LensError as exc:
+            return _error(exc)
+    config = runtime.settings.catalog
+    failed_saving = False
+    for attempt in range(1, config.write_attempts + 1):
+        catalog, saving = None, False
+        try:
+            catalog = open_catalog_for(runtime, create=True)
+            out = fn(catalog, *args)
+            saving = True
             catalog.save()
-    except LensError as exc:
-        if write and catalog is not None:
-            catalog.discard()
-        return {"error": {"code": exc.code, "message": exc.message, "status": exc.http_status}}
-    except Exception as exc:
-        if not write:
-            raise
-        if catalog is not None:
-            catalog.discard()
-        log.exception("catalog write failed; rolled back")
-        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        return {"error": {"code": "storage_full" if full else "index_write_failed", "status": 507 if full else 500,
-                          "message": (f"the catalog write failed ({type(exc).__name__}: {exc}); it was rolled "
-                                      "back, the catalog keeps its last saved state")}}
-    if write:
+        except LensError as exc:
+            from lens.index.catalog import ItemNotFoundError
+
+            _roll_back(runtime, catalog, reopen=exc.retryable)
+            if isinstance(exc, ItemNotFoundError) and failed_saving and if_gone is not None:
+                out = if_gone
+            elif exc.retryable and attempt < config.write_attempts:
+                failed_saving = saving
+                delay = config.write_retry_backoff_s * 2 ** (attempt - 1) * random.uniform(0.75, 1.25)
+                log.warning("catalog write failed (attempt %d of %d, %s); rolled back, trying again in %.1f s",
+                            attempt, config.write_attempts, exc.message, delay)
+                time.sleep(delay)
+                continue
+            elif exc.retryable:
+                return _error(exc, f"{exc.message} (tried {config.write_attempts} times)")
+            else:
+                return _error(exc)
+        except Exception as exc:
+            _roll_back(runtime, catalog, reopen=False)
+            log.exception("catalog write failed; rolled back")
+            full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            return {"error": {"code": "storage_full" if full else "index_write_failed", "status": 507 if full else 500,
+                              "message": (f"the catalog write failed ({type(exc).__name__}: {exc}); it was rolled "
+                                          "back, the catalog keeps its last saved state")}}
         runtime.catalog_changed()
-    return out
+        return out
+    raise AssertionError("unreachable: the last attempt returns")
 
 
-def _add(catalog, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
-    item_id = catalog.add_image(Path(upload_path), **fields)
+def _roll_back(runtime, catalog, *, reopen: bool) -> None:
+    """Discard the open transaction. After a passing fault (or a rollback that failed itself,
+    its database still gone) the catalog is dropped, so that the next attempt or request
+    opens it afresh from the committed state instead of trusting what this process holds."""
+    if catalog is not None:
+        try:
+            catalog.discard()
+        except Exception as exc:
+            log.warning("rolling back the catalog write: %s", exc)
+            reopen = True
+    if reopen:
+        runtime.pipeline().reload_catalog()
+
+
+def _add(catalog, upload_ref: str, fields: dict[str, Any]) -> dict[str, Any]:
+    item_id = catalog.add_image(upload_source(catalog.settings, upload_ref), **fields)
     return {"item": catalog.get(item_id).model_dump(mode="json")}
 
 
@@ -81,8 +125,8 @@ class ImageOfAnotherItemError(LensError):
     code = "image_of_another_item"
 
 
-def _add_image(catalog, item_id: int, upload_path: str) -> dict[str, Any]:
-    outcome = catalog.add_reference_image(item_id, Path(upload_path))
+def _add_image(catalog, item_id: int, upload_ref: str) -> dict[str, Any]:
+    outcome = catalog.add_reference_image(item_id, upload_source(catalog.settings, upload_ref))
     if outcome.item_id != item_id:
         raise ImageOfAnotherItemError(
             f"that image is already in the catalog as an image of item {outcome.item_id}; "
@@ -134,14 +178,14 @@ def register_index_tasks(app: Celery) -> None:
         return _as_data(_get, runtime, item_id, write=False)
 
     @app.task(name="lens.index.add", shared=False, bind=True)
-    def add(self, upload_path: str, fields: dict[str, Any]) -> dict[str, Any]:
+    def add(self, upload_ref: str, fields: dict[str, Any]) -> dict[str, Any]:
         runtime.jobs.count_task("index.add")
-        return _attempts_exhausted(self, runtime) or _as_data(_add, runtime, upload_path, fields)
+        return _attempts_exhausted(self, runtime) or _as_data(_add, runtime, upload_ref, fields)
 
     @app.task(name="lens.index.add_image", shared=False, bind=True)
-    def add_image(self, item_id: int, upload_path: str) -> dict[str, Any]:
+    def add_image(self, item_id: int, upload_ref: str) -> dict[str, Any]:
         runtime.jobs.count_task("index.add_image")
-        return _attempts_exhausted(self, runtime) or _as_data(_add_image, runtime, item_id, upload_path)
+        return _attempts_exhausted(self, runtime) or _as_data(_add_image, runtime, item_id, upload_ref)
 
     @app.task(name="lens.index.update", shared=False, bind=True)
     def update(self, item_id: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -151,4 +195,4 @@ def register_index_tasks(app: Celery) -> None:
     @app.task(name="lens.index.remove", shared=False, bind=True)
     def remove(self, item_id: int) -> dict[str, Any]:
         runtime.jobs.count_task("index.remove")
-        return _attempts_exhausted(self, runtime) or _as_data(_remove, runtime, item_id)
+        return _attempts_exhausted(self, runtime) or _as_data(_remove, runtime, item_id, if_gone={"deleted": item_id})

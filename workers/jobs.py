@@ -1,9 +1,10 @@
 """Job records, uploads and the result cache: what the gateway and the tasks share.
 
 A job is one analysis of one stored upload with one set of options. Its id travels through
-the queue; the photo itself stays on disk under its content hash (never in a message).
+the queue; the photo itself waits in the upload store under its content hash (on disk, or in
+Redis with a TTL: workers/uploads.py), never in a message.
 Keys in the store:
-  job:<id>              the record (image, upload path, options, cache key), written once
+  job:<id>              the record (image, upload reference, options, cache key), written once
   job:<id>:state        status queued/running/done/failed, message, timestamps
   job:<id>:part:<name>  one branch's output (regions or text), for the merge
   job:<id>:tries:<name> how many times a branch started (redeliveries after a worker died)
@@ -17,13 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lens.config import Settings
@@ -31,9 +29,10 @@ from lens.errors import LensError
 from lens.image import DecodedImage
 from lens.stages import BRANCH_NAMES, PROGRESS
 from workers.store import Store
+from workers.uploads import UploadStore, make_upload_store, save_upload
 
 STATUSES = ("queued", "running", "done", "failed")
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+__all__ = ["JobRecord", "JobState", "Jobs", "Submission", "new_job_id", "result_cache_key", "save_upload"]
 
 
 class JobNotFoundError(LensError):
@@ -45,7 +44,8 @@ class JobNotFoundError(LensError):
 class JobRecord:
     job_id: str
     image_id: str
-    upload_path: str
+    # Where the photo waits: a path on disk, or redis:<name> (workers/uploads.py).
+    upload_ref: str
     width: int
     height: int
     options: dict[str, Any]
@@ -86,31 +86,14 @@ def result_cache_key(image_id: str, model_versions: dict[str, str], options: dic
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def save_upload(upload_dir: Path, data: bytes, image_id: str, image_format: str) -> Path:
-    """Store the upload under its content hash; the same photo twice is written once."""
-    upload_dir.mkdir(parents=True, exist_ok=True)
-    path = upload_dir / f"{image_id}.{EXTENSIONS.get(image_format, 'bin')}"
-    if path.exists():
-        os.utime(path)  # keeps it from retention clean-up while in use
-        return path
-    # Write then rename: a worker never sees a half-written photo.
-    fd, tmp = tempfile.mkstemp(dir=upload_dir, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 class Jobs:
     """Job records and results in a Store, with the TTLs from settings.server."""
 
-    def __init__(self, settings: Settings, store: Store, results: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, results: Store | None = None,
+                 uploads: UploadStore | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.uploads = uploads or make_upload_store(settings)
         # Where finished results live; the embedded server also keeps them on disk.
         self.results = results or store
         self.ttl = settings.server.job_ttl_s
@@ -123,8 +106,8 @@ class Jobs:
         raises, the in-flight claim is released so that a retry is not told to follow a job that
         was never sent."""
         key = result_cache_key(image.sha256, versions, options)
-        path = save_upload(self.settings.upload_dir, data, image.sha256, image.format)
-        record = JobRecord(job_id=new_job_id(), image_id=image.sha256, upload_path=str(path),
+        reference = self.uploads.put(data, image.sha256, image.format)
+        record = JobRecord(job_id=new_job_id(), image_id=image.sha256, upload_ref=reference,
                            width=image.width, height=image.height, options=options, cache_key=key)
         cached = self.cached_result(key)
         if cached is not None:
@@ -164,7 +147,10 @@ class Jobs:
         raw = self.store.get(f"job:{job_id}") if _valid_id(job_id) else None
         if raw is None:
             raise JobNotFoundError(f"no job '{job_id}' (unknown, or older than {self.ttl} s)")
-        return JobRecord(**json.loads(raw))
+        fields = json.loads(raw)
+        if "upload_path" in fields:  # a record written before uploads could wait in Redis
+            fields["upload_ref"] = fields.pop("upload_path")
+        return JobRecord(**fields)
 
     def set_state(
         self,

@@ -1,4 +1,5 @@
-"""Thin Celery tasks over lens.pipeline. Tasks take job ids and upload paths, never image bytes.
+"""Thin Celery tasks over lens.pipeline. Tasks take job ids and upload references (a path, or a
+key in Redis: workers/uploads.py), never image bytes.
 
 One photo is one canvas: group(regions(job), text(job)) joined by merge(job). The branches run
 on different queues (so on different workers when there are several) and write their output
@@ -26,9 +27,9 @@ from celery import Celery, Task, group
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from lens.errors import LensError
-from lens.image import load_image_file
 from lens.pipeline import Timer
 from lens.stages import BRANCH_NAMES, PROGRESS_OF_STAGE, is_enabled
+from workers.uploads import load_upload_image
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,11 @@ class ProgressTimer(Timer):
             yield
 
 
-def _load_upload(runtime, path: str):
-    cached = runtime.decoded(path)  # embedded: decoded once by the gateway
+def _load_upload(runtime, reference: str):
+    cached = runtime.decoded(reference)  # embedded: decoded once by the gateway
     if cached is not None:
         return cached
-    limits = runtime.settings.limits
-    return load_image_file(path, max_bytes=limits.max_upload_bytes, max_pixels=limits.max_pixels,
-                           max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)
+    return load_upload_image(runtime.settings, reference)
 
 
 def run_branch(runtime, job_id: str, branch: str) -> str:
@@ -102,7 +101,7 @@ def run_branch(runtime, job_id: str, branch: str) -> str:
     payload: dict[str, Any]
     try:
         pipeline = runtime.pipeline()
-        image = _load_upload(runtime, record.upload_path)
+        image = _load_upload(runtime, record.upload_ref)
         with timer.stage(f"{branch}_total"):
             if branch == "regions":
                 regions = pipeline.find_regions(image, options, timer) if options.regions else []
@@ -154,12 +153,12 @@ def merge_job(runtime, job_id: str) -> str:
     return "done"
 
 
-def search_crop(runtime, upload_path: str, box: list[float], k: int | None,
+def search_crop(runtime, upload_ref: str, box: list[float], k: int | None,
                 text: str | None = None) -> dict[str, Any]:
     """Catalog matches for one box of a stored upload, refined by `text` when given
     (multisearch); errors come back as data."""
     try:
-        image = _load_upload(runtime, upload_path)
+        image = _load_upload(runtime, upload_ref)
         if text:
             matches = runtime.pipeline().multisearch(image, tuple(box), text, k=k)
         else:
@@ -215,9 +214,9 @@ def register_tasks(app: Celery) -> None:
         return merge_job(runtime, job_id)
 
     @app.task(name="lens.search", shared=False)
-    def search(upload_path: str, box: list[float], k: int | None = None, text: str | None = None) -> dict[str, Any]:
+    def search(upload_ref: str, box: list[float], k: int | None = None, text: str | None = None) -> dict[str, Any]:
         runtime.jobs.count_task("search")
-        return search_crop(runtime, upload_path, box, k, text)
+        return search_crop(runtime, upload_ref, box, k, text)
 
     @app.task(name="lens.search_text", shared=False)
     def search_text(text: str, k: int | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from lens.types import Detection
 BACKENDS = {
     "ultralytics": "lens.detect.ultralytics_backend:UltralyticsDetector",
     "opencv-ssd": "lens.detect.opencv_ssd:OpenCvSsdDetector",
+    "openvino-ssd": "lens.detect.openvino_ssd:OpenVinoSsdDetector",
     "fusion": "lens.detect.fusion:FusionDetector",
 }
 

@@ -25,6 +25,7 @@ INPUT_SIZE = 300
 
 class OpenCvSsdDetector:
     name = "opencv-ssd"
+    models = (MODEL,)
     version = "opencv-ssd:ssd_mobilenet_v2_coco_2018_03_29"
 
     def __init__(self, settings: Settings) -> None:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from lens.config import Settings
 from lens.detect.merge import merge_duplicates
@@ -21,6 +22,7 @@ from lens.detect.yolo_onnx import YoloOnnx
 from lens.errors import ModelMissingError
 from lens.geometry import clip_box
 from lens.models import require
+from lens.registry import BackendOptions
 from lens.types import Detection
 
 DEFAULT_MODEL = "yolov3-tiny-coco"
@@ -43,11 +45,20 @@ def configure_ultralytics_environment(settings: Settings) -> None:
         utils.ONLINE = False
 
 
+class UltralyticsOptions(BackendOptions):
+    # Network input size (longest side); empty = the model's own size from its metadata (416
+    # for YOLOv3-tiny, which was trained at 416; 640 for yolo11n).
+    image_size: int | None = Field(None, ge=32)
+
+
 class UltralyticsDetector:
     name = "ultralytics"
+    Options = UltralyticsOptions
+    models = (DEFAULT_MODEL,)  # or detect.model_path
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, options: UltralyticsOptions | None = None) -> None:
         self.config = settings.detect
+        self.options = options or UltralyticsOptions.parse(settings.detect.options)
         path = Path(self.config.model_path) if self.config.model_path else require(DEFAULT_MODEL, settings)
         if not path.is_file():
             raise ModelMissingError(f"detection model {path} does not exist (settings detect.model_path)")
@@ -57,7 +68,7 @@ class UltralyticsDetector:
         if YoloOnnx.is_ultralytics_export(path):
             # An ultralytics-layout ONNX file (the prepared YOLOv3-tiny, a yolo export): run it
             # with onnxruntime directly; same boxes, a fraction of the time (yolo_onnx.py).
-            self._onnx = YoloOnnx(path, self.config.image_size)
+            self._onnx = YoloOnnx(path, self.options.image_size)
             self.image_size = self._onnx.image_size
             return
         configure_ultralytics_environment(settings)
@@ -65,7 +76,7 @@ class UltralyticsDetector:
 
         self.model = YOLO(str(path), task="detect")
         self._lock = threading.Lock()  # an ultralytics predictor is not thread-safe
-        self.image_size = self.config.image_size or self._model_image_size()
+        self.image_size = self.options.image_size or self._model_image_size()
         # Warm up once at load so that the first photo does not pay for building the predictor.
         self.detect(np.zeros((64, 64, 3), dtype=np.uint8))
 

@@ -61,6 +61,7 @@ def _load_vision_tower(folder: Path):
 
 class ClipEmbedder:
     name = "clip"
+    models = ()  # embed.model_path only
 
     def __init__(self, settings: Settings) -> None:
         folder = settings.embed.model_path

@@ -27,6 +27,7 @@ PREPROCESS_VERSION = "pad-white-260-v1"
 
 class EfficientNetLite2Embedder:
     name = "efficientnet-lite2"
+    models = ("efficientnet-lite2",)  # or embed.model_path
     dim = 1280
 
     def __init__(self, settings: Settings) -> None:

@@ -116,6 +116,7 @@ class EfficientNetLite2OnnxEmbedder:
     name = "efficientnet-lite2"
     dim = 1280
     runtime = "onnxruntime"
+    models = (MODEL, TORCH_MODEL)  # the export and the weights it is checked against; or embed.model_path
 
     def __init__(self, settings: Settings) -> None:
         import onnxruntime as ort

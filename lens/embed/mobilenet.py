@@ -39,6 +39,7 @@ def _network_class():
 
 class MobileNetV2Embedder:
     name = "mobilenetv2"
+    models = ("mobilenetv2-deepsort",)  # or embed.model_path
     dim = 1280
 
     def __init__(self, settings: Settings) -> None:

@@ -35,6 +35,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -658,8 +659,14 @@ class Catalog:
                 decoded.append((new, image, data, outcome))
             if not decoded:
                 return outcomes
-            vectors = self.embedder.embed([image.rgb for _, image, _, _ in decoded])
-            features = self._local_features([image.rgb for _, image, _, _ in decoded])
+            images = [image.rgb for _, image, _, _ in decoded]
+            # The re-ranking features on a second thread while the batch is embedded: OpenCV and
+            # onnxruntime release the GIL, and one after the other left a core idle for the
+            # SIFT part of a build (bench/RESULTS.md speed round 3).
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lens-features") as side:
+                features_future = side.submit(self._local_features, images)
+                vectors = self.embedder.embed(images)
+                features = features_future.result()
             self._begin()
             ids = []
             for (new, image, data, outcome), vector, feature in zip(decoded, vectors, features, strict=True):

@@ -64,6 +64,7 @@ class CatalogDatabaseUnavailableError(CatalogError):
 
     http_status = 503
     code = "catalog_db_unavailable"
+    retryable = True
 
 
 class CatalogSchemaError(CatalogError):

@@ -29,6 +29,7 @@ class EasyOcrOptions(BackendOptions):
 
 class EasyOcr:
     name = "easyocr"
+    models = ("easyocr-en",)
     Options = EasyOcrOptions
 
     def __init__(self, settings: Settings) -> None:
@@ -45,7 +46,6 @@ class EasyOcr:
         self.languages = frozenset(options.languages)
         self.version = f"easyocr-1.7.2:{'+'.join(sorted(self.languages))}"
         self.min_confidence = settings.ocr.min_confidence
-        self.threads = settings.ocr.threads
         self._reader = None
         self._lock = threading.Lock()
 
@@ -53,9 +53,6 @@ class EasyOcr:
         with self._lock:
             if self._reader is None:
                 import easyocr
-                import torch
-
-                torch.set_num_threads(self.threads)
                 try:
                     self._reader = easyocr.Reader(sorted(self.languages), gpu=False, model_storage_directory=str(self.model_dir),
                                                   download_enabled=False, verbose=False)

@@ -20,6 +20,7 @@ import numpy as np
 
 from lens.config import OcrConfig
 from lens.ocr.groups import connected_groups
+from lens.threads import current_threads
 from lens.types import Point, TextLine
 
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
@@ -161,7 +162,7 @@ class PpOcrLines:
     def from_config(cls, ocr: OcrConfig) -> PpOcrLines:
         return cls(
             det_max_side=ocr.det_max_side,
-            threads=ocr.threads,
+            threads=current_threads(),
             det_upscale=ocr.det_upscale,
             box_threshold=ocr.det_box_threshold,
             unclip_ratio=ocr.det_unclip_ratio,

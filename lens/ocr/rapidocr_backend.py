@@ -29,6 +29,7 @@ class RapidOcrOptions(BackendOptions):
 
 class RapidOcr:
     name = "rapidocr"
+    models = ("pp-ocrv6-small",)
     version = "rapidocr-3.10.0:PP-OCRv6-small"
     languages = PPOCR_LANGUAGES
     Options = RapidOcrOptions

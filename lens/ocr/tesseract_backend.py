@@ -20,6 +20,7 @@ from lens.config import Settings
 from lens.errors import ModelMissingError
 from lens.ocr.ppocr import PpOcrLines
 from lens.registry import BackendOptions
+from lens.threads import current_threads
 from lens.types import TextLine
 
 # ISO 639-1 -> Tesseract traineddata name (and its Debian package suffix).
@@ -52,10 +53,11 @@ class TesseractOptions(BackendOptions):
 
 class TesseractOcr:
     name = "tesseract"
+    models = ("pp-ocrv6-small",)  # its detector; the language packs are Debian's, named in its options
     Options = TesseractOptions
 
     def __init__(self, settings: Settings) -> None:
-        os.environ.setdefault("OMP_THREAD_LIMIT", str(settings.ocr.threads))
+        os.environ.setdefault("OMP_THREAD_LIMIT", str(current_threads()))
         import tesserocr
 
         options = TesseractOptions.parse(settings.ocr.options)

@@ -40,6 +40,7 @@ def work_size(height: int, width: int, side: int = WORK_SIDE) -> tuple[int, int]
 
 class LearnedSaliency:
     name = "learned"
+    models = (MODEL_NAME, "efficientnet-lite2")  # its decoder on the frozen Lite2 backbone
 
     def __init__(self, settings: Settings | None = None, weights: Path | None = None) -> None:
         self.settings = settings

@@ -71,6 +71,7 @@ def combined_map(rgb: np.ndarray, config: SaliencyConfig) -> np.ndarray:
 
 class SpectralResidualSaliency:
     name = "spectral-residual"
+    models = ()  # computed, no file
 
     def __init__(self, settings: Settings) -> None:
         self.config = settings.saliency

@@ -132,6 +132,11 @@ class BergamotTranslator:
     name = "bergamot"
     version = "fxtranslate-0.5.0"
 
+    @staticmethod
+    def model_files(settings: Settings) -> list[Path]:
+        """Every pair folder discover_models reads, so that installing a pair changes the version."""
+        return [model.model.parent for model in discover_models(settings).values()]
+
     def __init__(self, settings: Settings) -> None:
         self._models = discover_models(settings)
 

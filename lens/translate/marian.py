@@ -27,9 +27,8 @@ MAX_NEW_TOKENS = 256
 
 
 class _LocalModel:
-    def __init__(self, folder: Path, threads: int) -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.threads = threads
         self._loaded = None
         self._lock = threading.Lock()
 
@@ -40,10 +39,8 @@ class _LocalModel:
 
     def _load(self):
         if self._loaded is None:
-            import torch
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            torch.set_num_threads(self.threads)
             try:
                 tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
                 model = AutoModelForSeq2SeqLM.from_pretrained(self.folder, local_files_only=True)
@@ -78,13 +75,17 @@ class MarianTranslator:
     name = "marian"
     version = "transformers"
 
+    @staticmethod
+    def model_files(settings: Settings) -> list[Path]:
+        return [settings.model_dir / "marian"]
+
     def __init__(self, settings: Settings) -> None:
         self._models: dict[tuple[str, str], _LocalModel] = {}
         root = settings.model_dir / "marian"
         if not root.is_dir():
             return
         for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
-            model = _LocalModel(folder, settings.translate.threads)
+            model = _LocalModel(folder)
             m = _PAIR_DIR.match(folder.name.lower())
             if m:
                 self._models[(m.group(1), m.group(2))] = model

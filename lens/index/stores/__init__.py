@@ -36,6 +36,7 @@ class VectorStoreUnavailableError(LensError):
 
     http_status = 503
     code = "vectors_unavailable"
+    retryable = True
 
 
 class VectorSource(Protocol):

@@ -31,6 +31,8 @@ class FaissStore:
         self.dim = dim
         self.source = source
         self._index: VectorIndex | None = None
+        # The generation prepare_save wrote and no commit has confirmed yet.
+        self._prepared: int | None = None
 
     @property
     def kind(self) -> str:
@@ -82,6 +84,7 @@ class FaissStore:
 
     def prepare_save(self, generation: int, meta: dict) -> None:
         self._index = self._index_to_save(self.source.image_count(), meta)
+        self._prepared = generation
         atomic_write_bytes(self._file(generation), self._index.to_bytes())
 
     def _index_to_save(self, count: int, meta: dict) -> VectorIndex:
@@ -102,6 +105,7 @@ class FaissStore:
         return self._rebuild(kind)
 
     def finish_save(self, generation: int) -> None:
+        self._prepared = None
         # Keep the previous generation too: a reader may be loading it right now.
         for old in self.folder.glob("vectors-*.faiss"):
             stem = old.stem.removeprefix("vectors-")
@@ -109,6 +113,13 @@ class FaissStore:
                 old.unlink(missing_ok=True)
 
     def discard(self, generation: int, meta: dict) -> None:
+        # A save whose commit failed left the file of a generation the metadata does not have.
+        # With a folder per machine (the PostgreSQL catalog) another worker may commit that
+        # generation number with other vectors, and an HNSW file is not checked by its size:
+        # this process must never load the stale one.
+        if self._prepared is not None and self._prepared > generation:
+            self._file(self._prepared).unlink(missing_ok=True)
+        self._prepared = None
         self.load(generation, meta)
 
     def close(self) -> None:
