@@ -53,6 +53,9 @@ def paste_off_centre(background, stamp, rng) -> tuple[object, tuple[int, int, in
 class BenchContext:
     # --quick: fewer photos/iterations, for a smoke run (e.g. in tests).
     quick: bool = False
+    # --every N: keep every Nth photo of each half, where a benchmark supports it (bench_grocery:
+    # its full run takes ~55 min on a quiet machine); 1 = all.
+    every: int = 1
     work_dir: Path = field(default_factory=lambda: REPO_ROOT / "var" / "bench")
 
 

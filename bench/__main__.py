@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer photos, for a smoke run")
+    parser.add_argument("--every", type=int, default=1, metavar="N",
+                        help="keep every Nth photo of each half where a benchmark supports it (grocery)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(available)}")
         return 2
-    ctx = BenchContext(quick=args.quick)
+    if args.every < 1:
+        print(f"--every must be at least 1, not {args.every}")
+        return 2
+    ctx = BenchContext(quick=args.quick, every=args.every)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     sections: list[str] = []
     failed = []
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             "# Benchmark results\n\n"
             f"Measured {datetime.date.today().isoformat()} by `make bench`"
-            f"{' --quick' if args.quick else ''}.\n\n"
+            f"{' --quick' if args.quick else ''}{f' --every {args.every}' if args.every > 1 else ''}.\n\n"
             f"Machine: {machine_description()}.\n\nVersions: {package_versions()}.\n\n"
         )
         out = BENCH_DIR / "RESULTS.md"

@@ -45,16 +45,19 @@ QUICK_PHOTOS = 16
 BEFORE_ISSUE_15: dict = dict(
     weight_confidence=1.0, weight_mass=1.0, weight_mean=0.5, weight_contrast=4.0, weight_size=0.0,
     min_relative_score=0.35, edge_min_area=0.0, min_dot_distance=0.0, whole_min_confidence=1.01,
-    detection_duplicate_iou=0.3, detection_keep_confidence=0.5,
+    detection_duplicate_iou=0.3, detection_keep_confidence=0.5, segment_dithers=0,
 )
 # The defaults of the first issue-15 round (recall 0.773 on the report half), before a detection
 # at >= 0.25 was sure of a dot (0.5 then; the first dot now never gives way to it, here too).
-FIRST_ROUND: dict = dict(detection_keep_confidence=0.5)
+FIRST_ROUND: dict = dict(detection_keep_confidence=0.5, segment_dithers=0)
+# The defaults before a colour segment had to survive a +-1 grey-level dither to be a candidate
+# (RegionConfig.segment_dithers; camera-size photos changed their dots on it).
+EVERY_SEGMENT: dict = dict(segment_dithers=0)
 # The best setting for the learned map found by the same search as the defaults (tuning half,
 # OSIE-validation constraint); see RegionConfig.
 LEARNED_RETUNED: dict = dict(
     weight_confidence=1.0, weight_contrast=0.0, weight_saliency_contrast=0.0, weight_mass=2.0, weight_mean=0.0,
-    weight_size=0.0, min_relative_score=0.5, edge_min_area=0.0, detection_keep_confidence=0.5,
+    weight_size=0.0, min_relative_score=0.5, edge_min_area=0.0, detection_keep_confidence=0.5, segment_dithers=0,
 )
 
 
@@ -292,7 +295,8 @@ def settings_rows() -> list[DotSetting]:
         DotSetting("before issue 15 ranking, yolov3-tiny 0.25", "ultralytics", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("before issue 15 ranking, fusion 0.25", "fusion", 0.25, "spectral-residual", BEFORE_ISSUE_15),
         DotSetting("first round of issue 15 (keep detections >= 0.5)", regions=FIRST_ROUND),
-        DotSetting("default now"),
+        DotSetting("previous default (every segment a candidate)", regions=EVERY_SEGMENT),
+        DotSetting("default now (stable segments)"),
         DotSetting("default ranking, ssd 0.25", "openvino-ssd", 0.25),
         DotSetting("default ranking, yolov3-tiny 0.15", "ultralytics", 0.15),
         DotSetting("default ranking, yolov3-tiny 0.25", "ultralytics", 0.25),
@@ -344,55 +348,93 @@ def _pil_bilinear_resize(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, fl
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)), scale
 
 
-def camera_table(ctx: BenchContext, count: int) -> Table:
+# The camera table's rows: how the work copy is made, and RegionConfig overrides.
+CAMERA_VARIANTS: dict[str, tuple[str, dict]] = {
+    "PIL bilinear, every segment (first round)": ("pil", EVERY_SEGMENT),
+    "OpenCV area in one step, every segment (before)": ("area-one-step", EVERY_SEGMENT),
+    "OpenCV area in one step, stable segments": ("area-one-step", {}),
+    "halved, then OpenCV area; stable segments (now)": ("area", {}),
+}
+
+
+def _area_one_step_resize(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """lens.image.resize_max_side before a camera photo was halved first (OpenCV area, one step)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return rgb, 1.0
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA), scale
+
+
+def camera_photos(count: int, start: int = 0, step: int = 37) -> list[Path]:
+    """OSIE photos by sorted name, every `step`th from `start` (the camera table's 8: 0, 37, ...)."""
+    from bench import OSIE_DIR
+
+    return sorted((OSIE_DIR / "stimuli").glob("*.jpg"))[start::step][:count]
+
+
+def camera_table(ctx: BenchContext, photos: list[Path], title: str = "Camera-size photos") -> Table:
     """OSIE photos upscaled to 4032 x 3024 (a 12 MP phone photo) against their 1024 px copy, through
-    Pipeline.find_regions (downscale, detect, saliency, select; no catalog search), with the work
-    copy made by PIL's bilinear resize (before) and by OpenCV's area average (now)."""
+    Pipeline.find_regions (downscale, detect, saliency, select; no catalog search), per row of
+    CAMERA_VARIANTS (the work copy by PIL's bilinear resize or OpenCV's area average; every colour
+    segment a candidate, or only the stable ones)."""
     from PIL import Image
 
     import lens.pipeline
-    from bench import OSIE_DIR
     from lens.image import DecodedImage, resize_max_side
     from lens.pipeline import AnalyzeOptions, Pipeline, Timer
 
     branch = RegionBranch(ctx)
-    pipeline = Pipeline(branch.settings())
+    base = Pipeline(branch.settings())
+    pipelines = {}
+    for name, (_resizer, regions) in CAMERA_VARIANTS.items():
+        pipelines[name] = Pipeline(branch.settings(regions=regions))
+        pipelines[name]._stages.update({"detect": base.detector, "saliency": base.saliency})  # one model each
+    resizers = {"pil": _pil_bilinear_resize, "area-one-step": _area_one_step_resize, "area": resize_max_side}
     options = AnalyzeOptions(search=False, text=False)
-    resizers = {"PIL bilinear (before)": _pil_bilinear_resize, "OpenCV area (now)": resize_max_side}
-    ms = {name: {"camera": [], "copy": []} for name in resizers}
-    same = dict.fromkeys(resizers, 0)
-    photos = sorted((OSIE_DIR / "stimuli").glob("*.jpg"))[::37][:count]
+    ms = {name: {"camera": [], "copy": []} for name in CAMERA_VARIANTS}
+    same = dict.fromkeys(CAMERA_VARIANTS, 0)
+    differing: dict[str, list[str]] = {name: [] for name in CAMERA_VARIANTS}
     try:
-        for path in photos:
+        for number, path in enumerate(photos):
             camera = Image.open(path).convert("RGB").resize((4032, 3024), Image.Resampling.BICUBIC)
             copy = camera.resize((1024, 768), Image.Resampling.LANCZOS)
-            for name, resizer in resizers.items():  # taking turns photo by photo, so load hits both alike
-                lens.pipeline.resize_max_side = resizer
+            for name, (resizer, _regions) in CAMERA_VARIANTS.items():  # taking turns, so load hits all alike
+                lens.pipeline.resize_max_side = resizers[resizer]
+                pipeline = pipelines[name]
                 dots = {}
                 for kind, im in (("camera", camera), ("copy", copy)):
                     image = DecodedImage(rgb=np.asarray(im), sha256="0" * 64, format="JPEG")
-                    pipeline.find_regions(image, options, Timer())  # warm-up, and the models load
+                    if number == 0:
+                        pipeline.find_regions(image, options, Timer())  # warm-up, and the models load
                     start = time.perf_counter()
                     regions = pipeline.find_regions(image, options, Timer())
                     ms[name][kind].append((time.perf_counter() - start) * 1e3)
                     dots[kind] = [tuple(v / s for v, s in zip(r.box, (im.width, im.height) * 2, strict=True)) for r in regions]
                 a, b = dots["camera"], dots["copy"]
-                same[name] += len(a) == len(b) and all(max(iou(x, y) for y in b) >= 0.8 for x in a)
+                agree = len(a) == len(b) and all(max(iou(x, y) for y in b) >= 0.8 for x in a)
+                same[name] += agree
+                if not agree:
+                    differing[name].append(path.stem)
     finally:
         lens.pipeline.resize_max_side = resize_max_side
     rows = []
-    for name in resizers:
+    for name in CAMERA_VARIANTS:
         camera_ms, copy_ms = float(np.median(ms[name]["camera"])), float(np.median(ms[name]["copy"]))
-        rows.append([name, pipeline.settings.limits.work_max_side, f"{same[name]}/{len(photos)}", camera_ms, copy_ms,
-                     camera_ms / copy_ms])
+        rows.append([name, base.settings.limits.work_max_side, f"{same[name]}/{len(photos)}",
+                     " ".join(differing[name]) or "-", camera_ms, copy_ms, camera_ms / copy_ms])
     return Table(
-        title=f"Camera-size photos: {len(photos)} OSIE photos at 4032 x 3024 and their 1024 x 768 copy",
-        columns=["downscale to the work copy", "work_max_side", "same dots (count, each at IoU >= 0.8 with one of the other's)",
-                 "camera median ms", "copy median ms", "camera / copy"],
+        title=f"{title}: {len(photos)} OSIE photos at 4032 x 3024 and their 1024 x 768 copy",
+        columns=["work copy, segments", "work_max_side", "same dots (count, each at IoU >= 0.8 with one of the other's)",
+                 "photos that differ", "camera median ms", "copy median ms", "camera / copy"],
         rows=rows,
-        notes=("The region branch of Pipeline.find_regions with the default settings, 1 thread; the camera photo's "
-               "time includes its downscale (the copy needs none). Upscaled with PIL bicubic; the copy is the camera "
-               "photo downscaled with Lanczos. Shared machine: read the ratio."),
+        notes=("The region branch of Pipeline.find_regions with the default settings but for the row's, 1 thread; "
+               "the camera photo's time includes its downscale (the copy needs none). Upscaled with PIL bicubic; "
+               "the copy is the camera photo downscaled with Lanczos. Stable segments: RegionConfig.segment_dithers. "
+               "Shared machine: read the ratio."),
     )
 
 
@@ -414,7 +456,9 @@ def grocery_tables(ctx: BenchContext, quick: bool) -> list[Table]:
     from lens.index import open_catalog
     from lens.pipeline import Pipeline
 
-    configs = {"first round of issue 15 (keep detections >= 0.5)": {"regions": FIRST_ROUND}, "default now": {}}
+    configs = {"first round of issue 15 (keep detections >= 0.5)": {"regions": FIRST_ROUND},
+               "previous default (every segment a candidate)": {"regions": EVERY_SEGMENT},
+               "default now (stable segments)": {}}
     photos = split("val")
     report = [p for p in photos if p.half == "report"][:: 7 if quick else 1]
     tuning = [p for p in photos if p.half == "tune"][: 4 if quick else 20]
@@ -441,7 +485,8 @@ def grocery_tables(ctx: BenchContext, quick: bool) -> list[Table]:
             rows.append([name, len(results), summary["first dot top-1"], summary["first dot top-5"],
                          summary["any dot top-5"], float(np.mean([len(r.dots) for r in results]))])
     latency = region_latency(ctx, configs, tuning)
-    latency.notes += " Configurations: RegionConfig of the first issue-15 round vs now (bench_dots)."
+    latency.notes += (" Configurations: RegionConfig of the first issue-15 round, before stable segments, and now"
+                      " (bench_dots).")
     return [Table(
         title=f"GroceryStore retrieval with these dots: {len(report)} report-half val photos, iconic-only catalog",
         columns=["setting", "photos", "first dot top-1", "first dot top-5", "any dot top-5", "dots/photo"],
@@ -449,6 +494,33 @@ def grocery_tables(ctx: BenchContext, quick: bool) -> list[Table]:
         notes="Pipeline.analyze (text off) with the default embedder and re-ranking, matches without a score floor, "
               "as in bench_grocery; only RegionConfig differs between the rows.",
     ), latency]
+
+
+def dots_table(branch: RegionBranch, tuning: list[LabelledPhoto], report: list[LabelledPhoto], osie: list,
+               grocery: list[Path], settings: list[DotSetting]) -> Table:
+    """The dots table: one row per setting, on coco128's halves, OSIE and GroceryStore photos."""
+    rows = []
+    for setting in settings:
+        t, r = coco_counts(branch, tuning, setting), coco_counts(branch, report, setting)
+        top1, top3 = osie_shares(branch, osie, setting)
+        product, product_area = first_dot_on_product(branch, grocery, setting)
+        rows.append([setting.name, t.recall, t.junk_rate, t.crowded, r.recall, r.junk_rate, r.crowded,
+                     f"{r.main_found}/{r.main_total}", f"{r.junk}/{r.dots}", r.dots / max(len(report), 1),
+                     top1, top3, product, product_area,
+                     float(np.median(branch.ms[f"select {setting.name}"]))])
+    timing = ", ".join(f"{k} {np.median(v):.0f} ms" for k, v in branch.ms.items() if not k.startswith("select"))
+    return Table(
+        title=f"Dots on coco128 (tuning {len(tuning)} / report {len(report)} photos), OSIE ({len(osie)}) and GroceryStore ({len(grocery)})",
+        columns=["setting", "tune recall", "tune junk", "tune crowded", "report recall", "report junk",
+                 "report crowded", "report main found", "report junk dots", "report dots/photo", "OSIE top-1 fix.",
+                 "OSIE top-3 fix.", "grocery first dot on product", "its area share", "select median ms"],
+        rows=rows,
+        notes=("Recall: up to 3 largest labelled objects >= 3% of the photo, matched by any dot at IoU >= 0.5. "
+               "Junk: dots with IoU < 0.3 to every labelled object and centre inside none. Crowded: pairs of dot "
+               "centres closer than 4% of the diagonal. coco128 are COCO train photos, so COCO detectors are at "
+               "their best. Grocery: first dot's box contains the photo centre. Median ms per photo, 1 thread: "
+               + timing),
+    )
 
 
 def run(ctx: BenchContext) -> list[Table]:
@@ -462,26 +534,7 @@ def run(ctx: BenchContext) -> list[Table]:
     osie = test_images(limit=QUICK_PHOTOS if ctx.quick else None)
     grocery = grocery_photos(QUICK_PHOTOS if ctx.quick else None)
     branch = RegionBranch(ctx)
-    rows = []
-    for setting in settings_rows():
-        t, r = coco_counts(branch, tuning, setting), coco_counts(branch, report, setting)
-        top1, top3 = osie_shares(branch, osie, setting)
-        product, product_area = first_dot_on_product(branch, grocery, setting)
-        rows.append([setting.name, t.recall, t.junk_rate, t.crowded, r.recall, r.junk_rate, r.crowded,
-                     f"{r.main_found}/{r.main_total}", f"{r.junk}/{r.dots}", r.dots / max(len(report), 1),
-                     top1, top3, product, product_area,
-                     float(np.median(branch.ms[f"select {setting.name}"]))])
-    timing = ", ".join(f"{k} {np.median(v):.0f} ms" for k, v in branch.ms.items() if not k.startswith("select"))
-    return [detector_table(branch, {"tune": tuning, "report": report}), camera_table(ctx, 3 if ctx.quick else 8),
-            *grocery_tables(ctx, ctx.quick), Table(
-        title=f"Dots on coco128 (tuning {len(tuning)} / report {len(report)} photos), OSIE ({len(osie)}) and GroceryStore ({len(grocery)})",
-        columns=["setting", "tune recall", "tune junk", "tune crowded", "report recall", "report junk",
-                 "report crowded", "report main found", "report junk dots", "report dots/photo", "OSIE top-1 fix.",
-                 "OSIE top-3 fix.", "grocery first dot on product", "its area share", "select median ms"],
-        rows=rows,
-        notes=("Recall: up to 3 largest labelled objects >= 3% of the photo, matched by any dot at IoU >= 0.5. "
-               "Junk: dots with IoU < 0.3 to every labelled object and centre inside none. Crowded: pairs of dot "
-               "centres closer than 4% of the diagonal. coco128 are COCO train photos, so COCO detectors are at "
-               "their best. Grocery: first dot's box contains the photo centre. Median ms per photo, 1 thread: "
-               + timing),
-    )]
+    return [detector_table(branch, {"tune": tuning, "report": report}),
+            camera_table(ctx, camera_photos(3 if ctx.quick else 8)),
+            *grocery_tables(ctx, ctx.quick),
+            dots_table(branch, tuning, report, osie, grocery, settings_rows())]

@@ -17,9 +17,10 @@ Every row of a table is measured in the same run: the old default first, then ea
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +176,9 @@ def catalog_items(shelf_k: int):
     return items
 
 
-def run_variant(ctx: BenchContext, variant: Variant, embedder, shared_stages: dict, photos: list[Photo]) -> list[PhotoResult]:
+def run_variant(ctx: BenchContext, variant: Variant, embedder, shared_stages: dict,
+                photos: list[Photo]) -> tuple[list[PhotoResult], dict[str, float]]:
+    """The variant's results without any score floor, and its tuned head's floors ({} untuned)."""
     from lens.config import load_settings
     from lens.index import open_catalog
     from lens.pipeline import Pipeline
@@ -183,21 +186,21 @@ def run_variant(ctx: BenchContext, variant: Variant, embedder, shared_stages: di
     with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
         settings = load_settings(
             data_dir=tmp, models_dir=REPO_ROOT / "var" / "models", embed=variant.embed, rerank=variant.rerank,
-            index={"min_score": 0.0, "match_floor": -1.0}, ocr={"backend": "none"}, translate={"backend": "none"},
+            index={"min_score": 0.0, "match_floor": -1.0, "use_head_floors": False}, ocr={"backend": "none"},
+            translate={"backend": "none"},
         )
         catalog = open_catalog(settings, embedder, create=True)
         catalog.add_images(catalog_items(variant.shelf_k), join_external_id=True)
         catalog.save()
-        if variant.tuned:
-            tune_bench_catalog(ctx, catalog, settings)
+        floors = tune_bench_catalog(ctx, catalog, settings) if variant.tuned else {}
         catalog.close()
         pipeline = Pipeline(settings)
         pipeline._stages.update(shared_stages)  # one detector and saliency model for all rows
         pipeline._stages["embed"] = embedder
-        return analyse(pipeline, photos)
+        return analyse(pipeline, photos), floors
 
 
-def tune_bench_catalog(ctx: BenchContext, catalog, settings) -> None:
+def tune_bench_catalog(ctx: BenchContext, catalog, settings) -> dict[str, float]:
     """`lens index tune` on a bench catalog; the views' features are shared between rows
     through one cache folder (they depend on the image, the embedder and the recipe only)."""
     from lens.index.tune import CACHE_DIR, tune_catalog
@@ -215,7 +218,8 @@ def tune_bench_catalog(ctx: BenchContext, catalog, settings) -> None:
         catalog.embedder = memoised
     print(f"    tuned head {report.head.version}: {report.items} items, {report.images} images, "
           f"held-out views top-1 {report.held_out_top1_before:.3f} -> {report.held_out_top1_after:.3f}, "
-          f"features {report.features_s:.0f} s, training {report.train_s:.0f} s", flush=True)
+          f"features {report.features_s:.0f} s, training {report.train_s:.0f} s, floors {report.head.floors}", flush=True)
+    return report.head.floors
 
 
 def stamp_leave_one_out(embedder) -> float:
@@ -303,6 +307,8 @@ def run(ctx: BenchContext) -> list[Table]:
     photos = split("val")
     if ctx.quick:
         photos = photos[::7]  # both halves
+    if ctx.every > 1:  # every Nth photo of each half (p.index // 2 counts within a half)
+        photos = [p for p in photos if (p.index // 2) % ctx.every == 0]
     defaults = load_settings(data_dir=ctx.work_dir / "data", models_dir=REPO_ROOT / "var" / "models")
     probe = Pipeline(defaults)
     shared_stages = {"detect": MemoisedStage(probe.detector, "detect"), "saliency": MemoisedStage(probe.saliency, "map")}
@@ -317,6 +323,7 @@ def run(ctx: BenchContext) -> list[Table]:
     ]
     embedders: dict[str, MemoisedEmbedder] = {}
     rows, stamp_rows, floors = [], [], []
+    dumps: dict[str, list[dict]] = {}
     for variant in variants:
         key = repr(sorted(variant.embed.items()))
         if key not in embedders:
@@ -324,13 +331,16 @@ def run(ctx: BenchContext) -> list[Table]:
             embedders[key] = MemoisedEmbedder(create_embedder(settings))
             stamp_rows.append([variant.name, stamp_leave_one_out(embedders[key])])
         start = time.perf_counter()
-        results = run_variant(ctx, variant, embedders[key], shared_stages, photos)
+        results, head_floors = run_variant(ctx, variant, embedders[key], shared_stages, photos)
         print(f"  {variant.name}: {time.perf_counter() - start:.0f} s", flush=True)
+        dumps[variant.name] = [asdict(r) for r in results]
         for half in HALVES:
             summary = summarise([r for r in results if r.half == half])
             rows.append([variant.name, half, sum(r.half == half for r in results), *(summary.get(m, "-") for m in METRICS)])
-        if variant.floor_row:
-            floors += floor_rows(variant.name, results, defaults.index.match_floor)
+        if variant.floor_row:  # a tuned head's own floor (mapped into its score space), as search applies it
+            floors += floor_rows(variant.name, results, head_floors.get("match_floor", defaults.index.match_floor))
+    # Each photo's matches, for looking into a row after the run (not read by anything here).
+    (ctx.work_dir / "grocery-results.json").write_text(json.dumps(dumps))
     latency = region_latency(ctx, {
         "default (mean 260 + re-ranking)": {"embed": old, "rerank": rerank_on},
         "default + tuned head": {"embed": old, "rerank": rerank_on, "tuned": True},
@@ -358,7 +368,9 @@ def run(ctx: BenchContext) -> list[Table]:
             ["configuration", "half", "floor", "first dots", "share keeping matches", "precision above floor",
              "precision without floor"],
             floors,
-            notes="Floor chosen on the tuning half (lens/config.py says how); below it a dot lists no matches "
+            notes="Floor chosen on the tuning half (lens/config.py says how); a tuned head's rows use its own floor "
+            "(index.match_floor mapped into its score space, lens.index.tune.mapped_floors), as search applies it. "
+            "Below the floor a dot lists no matches "
             "and says no_close_match.",
         ),
         latency,

@@ -272,7 +272,11 @@ def resize_max_side(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     OpenCV's area average: on a 4032 x 3024 camera photo to 1024 px it took a third of the time
     of PIL's bilinear resize (which first copies the array into a PIL image), and its pixels are
     closer to a Lanczos copy's (mean abs difference 0.36 vs 0.55 of 255), so a camera photo's
-    dots match its 1024 px copy's more often (bench_dots' camera table)."""
+    dots match its 1024 px copy's more often (bench_dots' camera table).
+
+    While the photo is at least twice the target it is first halved by 2x2 averages (the same
+    area average, on OpenCV's fast path for an integer factor): 4032 -> 2016 -> 1024 took half
+    the time of 4032 -> 1024 in one step, and the two differ by 0.23 of 255 on average."""
     import cv2
 
     h, w = rgb.shape[:2]
@@ -281,7 +285,10 @@ def resize_max_side(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
         return rgb, 1.0
     scale = max_side / longest
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA), scale
+    work = np.ascontiguousarray(rgb)
+    while max(work.shape[:2]) >= 2 * max_side and min(work.shape[:2]) >= 2 * min(size):
+        work = cv2.resize(work, (work.shape[1] // 2, work.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(work, size, interpolation=cv2.INTER_AREA), scale
 
 
 

@@ -214,7 +214,7 @@ class Pipeline:
         if options.search and regions and self.catalog is not None:
             index = s.index
             head = self.catalog.active_head()
-            if head is not None and head.floors:  # the floors carried into the tuned head's scores
+            if head is not None and head.floors and index.use_head_floors:  # floors in the head's score space
                 index = index.model_copy(update=head.floors)
             matches = self.search_boxes(image, [r.box for r in regions], timer=timer, floor=index.match_floor)
             regions = [honest_matches(r, m, index) for r, m in zip(regions, matches, strict=True)]

@@ -201,6 +201,16 @@ def test_resize_and_crop_helpers():
     small, scale = resize_max_side(rgb, 200)
     assert small.shape == (50, 200, 3) and scale == pytest.approx(0.5)
     assert resize_max_side(rgb, 1000)[1] == 1.0
+    # A camera-size photo is halved first, then area-averaged: the size and factor are as if in
+    # one step, and the pixels within a few grey levels of the one-step average.
+    import cv2
+
+    camera = np.random.default_rng(0).integers(0, 256, (3024, 4032, 3), dtype=np.uint8)
+    camera = cv2.GaussianBlur(camera, (0, 0), 3)
+    work, factor = resize_max_side(camera, 1024)
+    assert work.shape == (768, 1024, 3) and factor == pytest.approx(1024 / 4032)
+    one_step = cv2.resize(camera, (1024, 768), interpolation=cv2.INTER_AREA)
+    assert np.abs(work.astype(int) - one_step).mean() < 1.0
     assert crop_box(rgb, (10, 10, 20, 30)).shape == (20, 10, 3)
     assert crop_box(rgb, (10, 10, 20, 30), margin=0.5).shape == (40, 20, 3)
     assert crop_box(rgb, (50, 50, 50, 50)).shape[:2] == (1, 1)  # degenerate box: never empty

@@ -174,3 +174,20 @@ def test_confident_detection_keeps_a_dot_among_vivid_undetected_blocks(keep):
     regions = select_regions(rgb, [person], _map(rgb), config)
     assert len(regions) == config.max_regions
     assert any(r.label == "person" for r in regions) == (keep <= person.score)
+
+
+def test_only_segments_that_survive_a_one_level_dither_are_candidates():
+    """segment_dithers: a segment counts when the dithered copies' segmentation finds it again; a
+    plainly bounded object does, and the stable boxes are a subset of all of them."""
+    from lens.saliency.regions import dithered, segment_boxes
+
+    obj = (200, 140, 380, 300)
+    rgb = _paint(_background(5), obj, (200, 40, 40))
+    small = rgb[::4, ::4].copy()  # 160 px, as config.segment_side makes it
+    every = segment_boxes(small, 0.25, RegionConfig(segment_dithers=0))
+    stable = segment_boxes(small, 0.25, RegionConfig(segment_dithers=2))
+    assert set(stable) <= set(every)
+    assert max(_iou(b, obj) for b in stable) >= 0.8
+    once, again = dithered(small, 0), dithered(small, 0)
+    assert np.array_equal(once, again)  # deterministic: the same photo gets the same dots
+    assert int(np.abs(once.astype(int) - small).max()) == 1

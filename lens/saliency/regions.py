@@ -194,7 +194,28 @@ def salient_blobs(saliency: np.ndarray, config: RegionConfig) -> list[Box]:
     return boxes
 
 
+def dithered(rgb: np.ndarray, seed: int) -> np.ndarray:
+    """`rgb` with a fixed pseudo-random -1/0/+1 grey level added to every value: the size of the
+    rounding differences between two downscales of one photo."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(-1, 2, size=rgb.shape, dtype=np.int16)
+    return np.clip(rgb.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
 def segment_boxes(small_rgb: np.ndarray, scale: float, config: RegionConfig) -> list[Box]:
+    """The boxes of `_segment_boxes` that are stable: found again, at IoU >= segment_stable_iou,
+    in the segments of each of `segment_dithers` dithered copies. Felzenszwalb's greedy merging
+    can turn a one-grey-level change into a different segment, and a camera photo's work copy
+    differs from a 1024 px copy made by another resampler by that much; a dot should not hang
+    on it."""
+    boxes = _segment_boxes(small_rgb, scale, config)
+    for seed in range(config.segment_dithers):
+        others = _segment_boxes(dithered(small_rgb, seed), scale, config)
+        boxes = [b for b in boxes if any(iou(b, o) >= config.segment_stable_iou for o in others)]
+    return boxes
+
+
+def _segment_boxes(small_rgb: np.ndarray, scale: float, config: RegionConfig) -> list[Box]:
     """Bounding boxes (full-image pixels) of colour segments of the downscaled copy, at each of
     `segment_scales`; segments that are too big (background: sky, wall, floor) or fill too
     little of their box (a thin or sprawling region is rarely one object) are left out."""
