@@ -48,13 +48,19 @@ class OpenCvSsdDetector:
         with self._lock:
             self.net.setInput(blob)
             out = self.net.forward().reshape(-1, 7)  # image, class, score, x1, y1, x2, y2 (0..1)
-        detections = []
-        for _, tf_id, score, x1, y1, x2, y2 in out:
-            index = TF_ID_TO_INDEX.get(int(tf_id))
-            if index is None or score < self.config.confidence:
-                continue
-            box = clip_box((x1 * w, y1 * h, x2 * w, y2 * h), w, h)
-            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                continue
-            detections.append(Detection(box=box, label=COCO80[index], score=float(score), class_id=index))
-        return merge_duplicates(detections, self.config.merge_iou)
+        return ssd_detections(out[:, 1:], w, h, self.config.confidence, self.config.merge_iou)
+
+
+def ssd_detections(rows: np.ndarray, width: int, height: int, confidence: float, merge_iou: float) -> list[Detection]:
+    """COCO detections from the SSD's output rows (TF class id, score, x1, y1, x2, y2 in 0..1),
+    for a photo of width x height: classes COCO80 lacks, weak scores and empty boxes dropped."""
+    detections = []
+    for tf_id, score, x1, y1, x2, y2 in rows:
+        index = TF_ID_TO_INDEX.get(int(tf_id))
+        if index is None or score < confidence:
+            continue
+        box = clip_box((x1 * width, y1 * height, x2 * width, y2 * height), width, height)
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            continue
+        detections.append(Detection(box=box, label=COCO80[index], score=float(score), class_id=index))
+    return merge_duplicates(detections, merge_iou)

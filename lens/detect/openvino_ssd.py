@@ -19,13 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from lens.config import Settings
-from lens.detect.coco import COCO80, TF_ID_TO_INDEX
-from lens.detect.merge import merge_duplicates
-from lens.detect.opencv_ssd import GRAPH_TEXT, INPUT_SIZE
+from lens.detect.opencv_ssd import GRAPH_TEXT, INPUT_SIZE, ssd_detections
 from lens.detect.opencv_ssd import MODEL as TF_MODEL
 from lens.errors import ModelMissingError
 from lens.files import atomic_output
-from lens.geometry import clip_box
 from lens.models import ModelSpec, file_sha256, require
 from lens.threads import openvino_config
 from lens.types import Detection
@@ -210,13 +207,4 @@ class OpenVinoSsdDetector:
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         h, w = rgb.shape[:2]
         out = detection_output(*self.raw_outputs(rgb), self._priors, self.config.confidence)
-        detections = []
-        for tf_id, score, x1, y1, x2, y2 in out:
-            index = TF_ID_TO_INDEX.get(int(tf_id))
-            if index is None or score < self.config.confidence:
-                continue
-            box = clip_box((x1 * w, y1 * h, x2 * w, y2 * h), w, h)
-            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-                continue
-            detections.append(Detection(box=box, label=COCO80[index], score=float(score), class_id=index))
-        return merge_duplicates(detections, self.config.merge_iou)
+        return ssd_detections(out, w, h, self.config.confidence, self.config.merge_iou)
