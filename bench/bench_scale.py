@@ -72,9 +72,22 @@ def _faiss_rows(n: int, base: np.ndarray, probe: np.ndarray, kinds: tuple[str, .
     return rows, exact
 
 
-def _milvus_rows(n: int, base: np.ndarray, probe: np.ndarray, exact: np.ndarray, work_dir) -> list:
+def milvus_collection(folder: str, index_type: str, build_params: dict):
+    """A Milvus Lite client on a new file in `folder` with an empty "scale" collection (int64 id,
+    DIM-d vector) indexed by `index_type` on inner product, as lens.index.stores builds it."""
     from pymilvus import DataType, MilvusClient
 
+    client = MilvusClient(os.path.join(folder, "scale.db"))
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    params = client.prepare_index_params()
+    params.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=build_params)
+    client.create_collection("scale", schema=schema, index_params=params)
+    return client
+
+
+def _milvus_rows(n: int, base: np.ndarray, probe: np.ndarray, exact: np.ndarray, work_dir) -> list:
     from lens.config import IndexConfig
     from lens.index.vectors import ivf_list_count
 
@@ -88,14 +101,8 @@ def _milvus_rows(n: int, base: np.ndarray, probe: np.ndarray, exact: np.ndarray,
     for kind, (index_type, build_params, knob, values) in indexes.items():
         folder = tempfile.mkdtemp(dir=work_dir)
         try:
-            client = MilvusClient(os.path.join(folder, "scale.db"))
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("id", DataType.INT64, is_primary=True)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
-            params = client.prepare_index_params()
-            params.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=build_params)
             start = time.perf_counter()
-            client.create_collection("scale", schema=schema, index_params=params)
+            client = milvus_collection(folder, index_type, build_params)
             for lo in range(0, n, INSERT_BATCH):
                 chunk = base[lo : lo + INSERT_BATCH]
                 client.insert("scale", [{"id": lo + i, "vector": v} for i, v in enumerate(chunk)])

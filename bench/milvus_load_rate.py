@@ -7,37 +7,28 @@ of each batch is printed), flush, index (HNSW as lens builds it), load, then 50 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 
 import numpy as np
 
-from bench.bench_index import DIM, _clustered
+from bench.bench_index import _clustered
+from bench.bench_scale import milvus_collection
 from lens.config import IndexConfig
 
 TOTAL, SUBSET, BATCH, QUERIES = 1_000_000, 200_000, 20_000, 50
 
 
 def main() -> None:
-    from pymilvus import DataType, MilvusClient
-
     points = _clustered(np.random.default_rng(1), TOTAL + 200)
     base, probe = points[:SUBSET].copy(), points[TOTAL : TOTAL + QUERIES].copy()
     del points
     config = IndexConfig()
     folder = tempfile.mkdtemp(prefix="milvus-load-")
     try:
-        client = MilvusClient(os.path.join(folder, "scale.db"))
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
-        params = client.prepare_index_params()
-        params.add_index(field_name="vector", index_type="HNSW", metric_type="IP",
-                         params={"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction})
         started = time.perf_counter()
-        client.create_collection("scale", schema=schema, index_params=params)
+        client = milvus_collection(folder, "HNSW", {"M": config.hnsw_m, "efConstruction": config.hnsw_ef_construction})
         for lo in range(0, SUBSET, BATCH):
             batch_start = time.perf_counter()
             client.insert("scale", [{"id": lo + i, "vector": v} for i, v in enumerate(base[lo : lo + BATCH])])
