@@ -88,7 +88,7 @@ def test_each_photo_is_decoded_once(embedded_app, bus_jpg, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr("web.gateway.decode_image", counting)
-    monkeypatch.setattr(workers.tasks, "load_image_file", lambda *a, **k: pytest.fail("re-decoded the upload"))
+    monkeypatch.setattr(workers.tasks, "load_upload_image", lambda *a, **k: pytest.fail("re-decoded the upload"))
     response = _post(app, bus_jpg)
     assert response.status_code == 200 and response.get_json()["result"]["regions"]
     assert len(calls) == 1
