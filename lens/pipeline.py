@@ -80,6 +80,7 @@ class Pipeline:
         self._lock = threading.RLock()
         self._stages: dict[str, Any] = {}
         self._side: ThreadPoolExecutor | None = None
+        self._versions: dict[str, str] | None = None
 
     # -- lazily created stages -------------------------------------------------------------
     def _stage(self, name: str, factory: Callable[[], Any]) -> Any:
@@ -176,14 +177,18 @@ class Pipeline:
         """What decides a result, per enabled stage (lens.registry.stage_version): its backend,
         the model files that backend loads and the settings that change its output. Part of
         the result cache key; computed from configuration and model files only, so the gateway
-        calls it without loading a model."""
+        calls it without loading a model. Computed once per pipeline, as the gateway does: its
+        settings are fixed and its models load once, and fingerprinting model folders (every
+        installed translation pair) costs milliseconds that every analysis would pay again."""
         from lens.registry import stage_version
 
-        versions = {"lens": __version__}
-        for stage in STAGES:
-            if is_enabled(self.settings, stage.name) and (stage.backends or stage.decided_by):
-                versions[stage.name] = stage_version(stage, self.settings)
-        return versions
+        if self._versions is None:
+            versions = {"lens": __version__}
+            for stage in STAGES:
+                if is_enabled(self.settings, stage.name) and (stage.backends or stage.decided_by):
+                    versions[stage.name] = stage_version(stage, self.settings)
+            self._versions = versions
+        return dict(self._versions)
 
     # -- branches --------------------------------------------------------------------------
     def find_regions(

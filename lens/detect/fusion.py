@@ -12,6 +12,7 @@ from lens.config import Settings
 from lens.detect.merge import fuse, merge_duplicates
 from lens.detect.openvino_ssd import OpenVinoSsdDetector
 from lens.detect.ultralytics_backend import UltralyticsDetector, UltralyticsOptions
+from lens.registry import backend_model_files
 from lens.types import Detection
 
 
@@ -26,8 +27,6 @@ class FusionDetector:
 
     @staticmethod
     def model_files(settings: Settings) -> list[Path]:
-        from lens.registry import backend_model_files
-
         return [path for member in (UltralyticsDetector, OpenVinoSsdDetector)
                 for path in backend_model_files("detect", member, settings)]
 
