@@ -488,6 +488,10 @@ class OcrConfig(BackendSection):
     # Also enlarge smaller photos to det_max_side: scene words 10-15 px tall are found once
     # they are a few pixels taller (+0.06 word recall on the tuning half at 1600).
     det_upscale: bool = True
+    # The runtime of the text detector, the text branch's costliest step (the same ONNX file):
+    # OpenVINO took 0.82x onnxruntime's time at 1600 px and 0.69x at 1024 on one thread, with
+    # the text map within 1e-5 (tests/test_ocr_det_runtime.py).
+    det_runtime: Literal["openvino", "onnxruntime"] = "openvino"
     # DB post-processing of the detector's text map (rapidocr's defaults): pixels above
     # det_pixel_threshold are text, a region is kept when its mean score is above
     # det_box_threshold, and grown by det_unclip_ratio (the map marks the text's core only).

@@ -74,6 +74,18 @@ def apply_settings_policy(settings, bulk: bool = False) -> int:
     return apply_thread_policy(cpu_count() if bulk else settings.server.worker_threads)
 
 
+def one_at_a_time_threads(settings) -> int:
+    """Intra-op threads for a model that this process runs for one photo at a time (behind a
+    lock, as the text detector is): the embedded server's compute threads share one Pipeline,
+    so while one photo is in that model the others wait for it, and the call may use as many
+    cores as the pool has; a Celery worker process runs one task at a time on its own
+    worker_threads (its siblings are on the other cores)."""
+    server = settings.server
+    if server.embedded:
+        return server.compute_threads or cpu_count()
+    return max(1, server.worker_threads)
+
+
 def onnx_session_options(threads: int | None = None):
     """onnxruntime SessionOptions under the policy: `threads` intra-op threads (default: the
     applied policy), sequential execution, no spinning (a spinning pool steals the core that

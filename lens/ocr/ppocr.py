@@ -15,12 +15,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lens.config import OcrConfig
+from lens.errors import ModelMissingError
 from lens.ocr.groups import connected_groups
-from lens.threads import current_threads
+from lens.threads import current_threads, onnx_session_options, openvino_config
 from lens.types import Point, TextLine
 
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
@@ -154,6 +156,34 @@ def pad_thin_strip(bgr: np.ndarray, max_side_len: float) -> np.ndarray:
     return canvas
 
 
+def detector_file() -> Path:
+    """PP-OCRv6 small's text detector as the rapidocr wheel ships it."""
+    import rapidocr
+
+    path = Path(rapidocr.__file__).parent / "models" / "PP-OCRv6_det_small.onnx"
+    if not path.is_file():
+        raise ModelMissingError(f"the text detector {path} is missing; reinstall rapidocr (make setup)")
+    return path
+
+
+def text_map_runner(model: Path, runtime: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """tensor (1, 3, H, W) -> the detector's text map (1, 1, H, W), on `runtime` with `threads`
+    intra-op threads. One call at a time (PpOcrLines holds its lock)."""
+    if runtime == "openvino":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(model), "CPU", openvino_config(threads=threads, streams=1))
+        request = compiled.create_infer_request()
+        # A copy: the request's output memory is reused by the next call.
+        return lambda tensor: np.array(request.infer({0: tensor})[0], dtype=np.float32)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda tensor: session.run(None, {name: tensor})[0]
+
+
 class PpOcrLines:
     """Finds text lines with PP-OCRv6 small (rapidocr 3.10.0) and classifies their 0/180 turn."""
 
@@ -166,6 +196,8 @@ class PpOcrLines:
         unclip_ratio: float = 1.6,
         pixel_threshold: float = 0.3,
         outline_unclip_ratio: float | None = None,
+        det_runtime: str = "onnxruntime",
+        det_threads: int | None = None,
     ) -> None:
         from rapidocr import RapidOCR
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
@@ -193,12 +225,17 @@ class PpOcrLines:
                 thresh=pixel_threshold, box_thresh=box_threshold, max_candidates=1000,
                 unclip_ratio=outline_unclip_ratio, score_mode="fast", use_dilation=True,
             )
+        # The detector's network runs here, not in rapidocr's session: on det_runtime, with
+        # det_threads (it runs one photo at a time, behind the lock; rapidocr's own session
+        # keeps `threads`, as classification and recognition do).
+        self._text_map = text_map_runner(detector_file(), det_runtime, det_threads or threads)
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, ocr: OcrConfig) -> PpOcrLines:
+    def from_config(cls, ocr: OcrConfig, det_threads: int | None = None) -> PpOcrLines:
+        """`det_threads`: lens.threads.one_at_a_time_threads(settings); default the policy's."""
         return cls(
             det_max_side=ocr.det_max_side,
             threads=current_threads(),
@@ -207,6 +244,8 @@ class PpOcrLines:
             unclip_ratio=ocr.det_unclip_ratio,
             pixel_threshold=ocr.det_pixel_threshold,
             outline_unclip_ratio=ocr.det_outline_unclip_ratio,
+            det_runtime=ocr.det_runtime,
+            det_threads=det_threads,
         )
 
     def warm_up(self) -> None:
@@ -229,7 +268,7 @@ class PpOcrLines:
             # Boxes straight into the original's pixels (rapidocr maps from the map's shape to
             # the shape given), without a round trip through the smaller copy's integers.
             dest = (round(det_img.shape[0] * scale), round(det_img.shape[1] * scale))
-            text_map = detector.session(tensor)
+            text_map = self._text_map(tensor)
             boxes, _scores = detector.postprocess_op(text_map, dest)
         if boxes is None or len(boxes) == 0:
             return []

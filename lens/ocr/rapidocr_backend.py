@@ -8,6 +8,7 @@ from pydantic import Field
 from lens.config import Settings
 from lens.ocr.ppocr import PpOcrLines
 from lens.registry import BackendOptions
+from lens.threads import one_at_a_time_threads
 from lens.types import TextLine
 
 # PP-OCRv6's one recogniser: Chinese, Japanese, English and the Latin-script languages of its
@@ -38,7 +39,7 @@ class RapidOcr:
         options = RapidOcrOptions.parse(settings.ocr.options)
         self.min_confidence = max(settings.ocr.min_confidence, options.min_confidence)
         self.cjk_context_confidence = settings.ocr.cjk_context_confidence
-        self._lines = PpOcrLines.from_config(settings.ocr)
+        self._lines = PpOcrLines.from_config(settings.ocr, one_at_a_time_threads(settings))
 
     def warm_up(self) -> None:
         self._lines.warm_up()

@@ -20,7 +20,7 @@ from lens.config import Settings
 from lens.errors import ModelMissingError
 from lens.ocr.ppocr import PpOcrLines
 from lens.registry import BackendOptions
-from lens.threads import current_threads
+from lens.threads import current_threads, one_at_a_time_threads
 from lens.types import TextLine
 
 # ISO 639-1 -> Tesseract traineddata name (and its Debian package suffix).
@@ -76,7 +76,7 @@ class TesseractOcr:
         self.version = f"PP-OCRv6-det+tesseract-{tesserocr.tesseract_version().split()[1]}:{'+'.join(self.codes)}"
         self.min_confidence = settings.ocr.min_confidence
         self.cjk_context_confidence = settings.ocr.cjk_context_confidence
-        self._lines = PpOcrLines.from_config(settings.ocr)
+        self._lines = PpOcrLines.from_config(settings.ocr, one_at_a_time_threads(settings))
         # A PyTessBaseAPI is not safe to share between threads: one set per thread.
         self._local = threading.local()
 
