@@ -62,6 +62,9 @@ def test_words_read_as_one_split_where_the_space_class_rises_between_them():
     assert split_at_spaces("CHEVRONH", *_hinted("CHEVRONH", {7: 0.5}), 0.1) == "CHEVRON H"
     assert split_at_spaces("u ZALORA", *_hinted("u ZALORA", {3: 0.3, 4: 0.3, 5: 0.3, 6: 0.3}), 0.1) == "u ZALORA"
     assert split_at_spaces("Rd", *_hinted("Rd", {1: 0.9}), 0.1) == "Rd"
+    # No space between CJK characters; between CJK and Latin or digits there may be one.
+    assert split_at_spaces("诚意介级在马来", *_hinted("诚意介级在马来", {4: 0.5}), 0.1) == "诚意介级在马来"
+    assert split_at_spaces("中国证1414", *_hinted("中国证1414", {3: 0.5}), 0.1) == "中国证 1414"
     # Off at 1.0, and the text left alone when columns and characters do not pair up.
     assert split_at_spaces("RafflesCity", *_hinted("RafflesCity", {7: 0.9}), 1.0) == "RafflesCity"
     columns, space = _hinted("RafflesCity", {7: 0.9})

@@ -170,13 +170,15 @@ def ctc_columns(indices: np.ndarray) -> np.ndarray:
 def split_at_spaces(text: str, columns: np.ndarray, space: np.ndarray, threshold: float) -> str:
     """text with a space between two characters where the space class's probability (space,
     per time step) reaches threshold at any step from the one character's column to the
-    next's. A cut that would leave a lone letter or digit is made only at the edge of a word
-    of three or more (the stray "H" of "CHEVRONH"); letter-spaced text ("ZALORA" read with a
-    space hint between every letter) stays whole."""
+    next's, except between two CJK characters (written without spaces). A cut that would
+    leave a lone letter or digit is made only at the edge of a word of three or more (the
+    stray "H" of "CHEVRONH"); letter-spaced text ("ZALORA" read with a space hint between
+    every letter) stays whole."""
     if threshold >= 1.0 or len(columns) != len(text) or len(text) < 2:
         return text
     cuts = [i for i in range(1, len(text))
             if not text[i - 1].isspace() and not text[i].isspace()
+            and not (_is_cjk(text[i - 1]) and _is_cjk(text[i]))  # written without spaces
             and float(space[columns[i - 1]:columns[i] + 1].max()) >= threshold]
     if not cuts:
         return text
