@@ -504,6 +504,12 @@ class OcrConfig(BackendSection):
     # 1.4, 0.748 at 1.3, 0.760 at 1.2; word F 0.714 / 0.718 / 0.719 / 0.718 (fewer words
     # counted that lie in illegible regions). Reading the 1.3 crop itself: word F 0.709.
     det_outline_unclip_ratio: float = Field(1.3, ge=1.0, le=4.0)
+    # rapidocr: a space goes between two characters read where the recogniser's space class
+    # reaches this probability between them (blank still winning): words read as one
+    # ("RafflesCity", "TOMMYHILF") split. ICDAR, 1600 px, floor 0.88 (bench/RESULTS.md, ocr):
+    # word F tuning half 0.719 off (1.0), 0.732 at 0.05, 0.735 at 0.1 and 0.15, 0.723 at 0.2;
+    # report half 0.683 -> 0.718 at 0.1.
+    rec_space_probability: float = Field(0.1, gt=0.0, le=1.0)
     # Lines the recogniser is less sure of than this are dropped (background texture).
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # A block is dropped when its box is smaller than min_tap_px in both directions once the

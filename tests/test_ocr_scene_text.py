@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at
 from bench.icdar import evaluate, icdar_available, score_photo, scored_words, split_ids  # noqa: E402
 from lens.config import load_settings  # noqa: E402
 from lens.ocr.blocks import drop_untappable, group_lines  # noqa: E402
-from lens.ocr.ppocr import drop_stray_cjk  # noqa: E402
+from lens.ocr.ppocr import ctc_columns, drop_stray_cjk, split_at_spaces  # noqa: E402
 from lens.types import TextLine  # noqa: E402
 
 
@@ -40,6 +40,42 @@ def test_a_word_written_as_one_on_either_side_matches_the_same_words():
     gt = [GtWord(quad=quad, text="MARINA", care=True), GtWord(quad=quad + [0, 30], text="SQUARE", care=True)]
     counts = score_photo([("Marina:Square", quad)], gt)
     assert (counts.word_tp, counts.word_pred, counts.word_gt) == (2, 2, 2)
+
+
+def _hinted(text: str, hints: dict[int, float]) -> tuple:
+    """Columns two steps apart per character, and the space class's probability per step:
+    hints[i] in the blank step just before character i."""
+    import numpy as np
+
+    columns = np.arange(len(text)) * 2 + 1
+    space = np.zeros(2 * len(text) + 1)
+    for i, p in hints.items():
+        space[columns[i] - 1] = p
+    return columns, space
+
+
+def test_words_read_as_one_split_where_the_space_class_rises_between_them():
+    assert split_at_spaces("RafflesCity", *_hinted("RafflesCity", {7: 0.2}), 0.1) == "Raffles City"
+    assert split_at_spaces("RafflesCity", *_hinted("RafflesCity", {7: 0.05}), 0.1) == "RafflesCity"
+    assert split_at_spaces("HEAT&EAT", *_hinted("HEAT&EAT", {4: 0.14, 5: 0.16}), 0.1) == "HEAT & EAT"
+    # A stray letter at a word's edge comes off; letter-spaced text stays whole.
+    assert split_at_spaces("CHEVRONH", *_hinted("CHEVRONH", {7: 0.5}), 0.1) == "CHEVRON H"
+    assert split_at_spaces("u ZALORA", *_hinted("u ZALORA", {3: 0.3, 4: 0.3, 5: 0.3, 6: 0.3}), 0.1) == "u ZALORA"
+    assert split_at_spaces("Rd", *_hinted("Rd", {1: 0.9}), 0.1) == "Rd"
+    # No space between CJK characters; between CJK and Latin or digits there may be one.
+    assert split_at_spaces("诚意介级在马来", *_hinted("诚意介级在马来", {4: 0.5}), 0.1) == "诚意介级在马来"
+    assert split_at_spaces("中国证1414", *_hinted("中国证1414", {3: 0.5}), 0.1) == "中国证 1414"
+    # Off at 1.0, and the text left alone when columns and characters do not pair up.
+    assert split_at_spaces("RafflesCity", *_hinted("RafflesCity", {7: 0.9}), 1.0) == "RafflesCity"
+    columns, space = _hinted("RafflesCity", {7: 0.9})
+    assert split_at_spaces("RafflesCity", columns[:-1], space, 0.1) == "RafflesCity"
+
+
+def test_ctc_columns_are_where_greedy_decoding_emits_a_character():
+    import numpy as np
+
+    # blank, S, S, blank, A, blank, A, L -> "SAAL" at steps 1, 4, 6, 7
+    assert ctc_columns(np.array([0, 5, 5, 0, 7, 0, 7, 9])).tolist() == [1, 4, 6, 7]
 
 
 def test_a_lone_cjk_glyph_among_latin_text_is_dropped_as_an_icon():
@@ -72,6 +108,21 @@ def test_camera_size_photo_reads_at_least_as_well_as_its_1024_px_copy():
     assert small.word_gt > 10
     assert camera.words[0] >= small.words[0] - 0.02, (camera.words, small.words)
     assert camera.words[2] >= small.words[2] - 0.02, (camera.words, small.words)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not icdar_available(), reason="../shared/data/icdar2015 not present")
+def test_words_the_recogniser_reads_as_one_come_back_as_two():
+    """ICDAR tuning photo 129's sign "Raffles City": the recogniser reads "RafflesCity" (blank
+    beats the space class, which still rises to ~0.2 between the words)."""
+    from bench.icdar import load_photo
+    from lens.ocr import create_ocr
+
+    ocr = create_ocr(load_settings(ocr={"backend": "rapidocr"}))
+    words = [w for ln in ocr.read(load_photo(129)) for w in scored_words(ln.text)]
+    assert "raffles" in words and "city" in words, words
+    off = create_ocr(load_settings(ocr={"backend": "rapidocr", "rec_space_probability": 1.0}))
+    assert "rafflescity" in [w for ln in off.read(load_photo(129)) for w in scored_words(ln.text)]
 
 
 def test_easyocr_example_photos_keep_word_recall_of_at_least_0_9():

@@ -27,6 +27,10 @@ from lens.types import Point, TextLine
 
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
 RECHECK_BELOW = 0.85
+# Words read without the space between them ("RafflesCity", "TOMMYHILF"): the recogniser's
+# space class still rises between them, though blank wins. A space goes in where its
+# probability reaches this at any step between two characters (OcrConfig.rec_space_probability).
+SPACE_PROBABILITY = 0.1
 
 Recognizer = Callable[[list[np.ndarray]], list[tuple[str, float]]]
 
@@ -184,6 +188,69 @@ def text_map_runner(model: Path, runtime: str, threads: int) -> Callable[[np.nda
     return lambda tensor: session.run(None, {name: tensor})[0]
 
 
+def ctc_columns(indices: np.ndarray) -> np.ndarray:
+    """The time steps at which greedy CTC decoding emits a character (rapidocr's decode: the
+    first step of each run of one class, blank (0) dropped): one per character of the text."""
+    keep = np.ones(len(indices), dtype=bool)
+    keep[1:] = indices[1:] != indices[:-1]
+    keep &= indices != 0
+    return np.flatnonzero(keep)
+
+
+def split_at_spaces(text: str, columns: np.ndarray, space: np.ndarray, threshold: float) -> str:
+    """text with a space between two characters where the space class's probability (space,
+    per time step) reaches threshold at any step from the one character's column to the
+    next's, except between two CJK characters (written without spaces). A cut that would
+    leave a lone letter or digit is made only at the edge of a word of three or more (the
+    stray "H" of "CHEVRONH"); letter-spaced text ("ZALORA" read with a space hint between
+    every letter) stays whole."""
+    if threshold >= 1.0 or len(columns) != len(text) or len(text) < 2:
+        return text
+    cuts = [i for i in range(1, len(text))
+            if not text[i - 1].isspace() and not text[i].isspace()
+            and not (_is_cjk(text[i - 1]) and _is_cjk(text[i]))  # written without spaces
+            and float(space[columns[i - 1]:columns[i] + 1].max()) >= threshold]
+    if not cuts:
+        return text
+    bounds = [0, *cuts, len(text)]
+    pieces = [text[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+
+    def alnum(s: str) -> int:
+        return sum(ch.isalnum() for ch in s)
+
+    kept = set()
+    for k, cut in enumerate(cuts):
+        left, right = pieces[k].split()[-1], pieces[k + 1].split()[0]
+        left_free = k == 0 or " " in pieces[k]  # the left word's other side: line start or a space
+        right_free = k + 2 == len(pieces) or " " in pieces[k + 1]
+        a, b = alnum(left), alnum(right)
+        if (a == 0 or b == 0 or (a >= 2 and b >= 2)
+                or (a == 1 and left_free and b >= 3) or (b == 1 and right_free and a >= 3)):
+            kept.add(cut)
+    return "".join((" " if i in kept else "") + ch for i, ch in enumerate(text))
+
+
+class _SpacedDecode:
+    """rapidocr's CTC decoding, then split_at_spaces on each line (scores unchanged: the mean
+    over the characters read, as rapidocr computes it)."""
+
+    def __init__(self, decode, threshold: float) -> None:
+        self.decode = decode
+        self.threshold = threshold
+        self.space_index = len(decode.character) - 1
+        if decode.character[self.space_index] != " ":
+            raise ValueError("rapidocr's character list no longer ends with the space")
+
+    def __call__(self, preds: np.ndarray, return_word_box: bool = False, **kwargs):
+        lines, words = self.decode(preds, return_word_box, **kwargs)
+        if return_word_box:  # word boxes count characters: leave the text as decoded
+            return lines, words
+        indices = preds.argmax(axis=2)
+        spaced = [(split_at_spaces(text, ctc_columns(indices[k]), preds[k, :, self.space_index], self.threshold), score)
+                  for k, (text, score) in enumerate(lines)]
+        return spaced, words
+
+
 class PpOcrLines:
     """Finds text lines with PP-OCRv6 small (rapidocr 3.10.0) and classifies their 0/180 turn."""
 
@@ -198,6 +265,7 @@ class PpOcrLines:
         outline_unclip_ratio: float | None = None,
         det_runtime: str = "onnxruntime",
         det_threads: int | None = None,
+        space_probability: float = SPACE_PROBABILITY,
     ) -> None:
         from rapidocr import RapidOCR
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
@@ -229,6 +297,7 @@ class PpOcrLines:
         # det_threads (it runs one photo at a time, behind the lock; rapidocr's own session
         # keeps `threads`, as classification and recognition do).
         self._text_map = text_map_runner(detector_file(), det_runtime, det_threads or threads)
+        self.space_probability = space_probability
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
@@ -246,13 +315,22 @@ class PpOcrLines:
             outline_unclip_ratio=ocr.det_outline_unclip_ratio,
             det_runtime=ocr.det_runtime,
             det_threads=det_threads,
+            space_probability=ocr.rec_space_probability,
         )
 
     def warm_up(self) -> None:
         """Load the three ONNX sessions now (rapidocr loads them lazily on first use)."""
         self._engine._load_det_model()
         self._engine._load_cls_model()
-        self._engine._load_rec_model()
+        self._recognizer()
+
+    def _recognizer(self):
+        rec = self._engine._load_rec_model()
+        if not isinstance(rec.postprocess_op, _SpacedDecode):
+            with self._lock:
+                if not isinstance(rec.postprocess_op, _SpacedDecode):
+                    rec.postprocess_op = _SpacedDecode(rec.postprocess_op, self.space_probability)
+        return rec
 
     def find(self, bgr: np.ndarray) -> list[LineCandidate]:
         from rapidocr.utils.process_img import get_rotate_crop_image
@@ -319,7 +397,7 @@ class PpOcrLines:
 
         if not crops:
             return []
-        out = self._engine._load_rec_model()(TextRecInput(img=crops, return_word_box=False))
+        out = self._recognizer()(TextRecInput(img=crops, return_word_box=False))
         return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]
 
     def read(
