@@ -43,7 +43,7 @@ from bench import OSIE_DIR, REPO_ROOT, BenchContext, Table
 BEFORE_REF = os.environ.get("BENCH_SPEED_BEFORE_REF", "aebc536")
 PHOTO_STEP = 35
 SATURATION_CLIENTS = 4
-REGION_STAGES = ("detect", "saliency", "select", "embed", "search", "rerank", "regions_total", "overhead")
+REGION_STAGES = ("detect", "saliency", "segments", "select", "embed", "search", "rerank", "regions_total", "overhead")
 TEXT_STAGES = ("ocr", "langid", "translate", "text_total", "overhead")
 # Targets of issue 19, as multiples of R, through the embedded server's API.
 TARGET_REGIONS = 0.45

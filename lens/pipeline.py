@@ -24,6 +24,7 @@ from lens.config import IndexConfig, Settings, get_settings
 from lens.geometry import scale_box
 from lens.image import DecodedImage, crop_box, resize_max_side
 from lens.stages import BRANCH_NAMES, STAGES, is_enabled
+from lens.threads import map_beside, split_for_cores
 from lens.types import AnalyzeResult, Box, Detection, Match, Region, TextBlock
 
 
@@ -194,26 +195,29 @@ class Pipeline:
     def find_regions(
         self, image: DecodedImage, options: AnalyzeOptions, timer: Timer
     ) -> list[Region]:
-        from lens.saliency import select_regions
+        from lens.saliency import image_segments, select_regions
 
         s = self.settings
         work, factor = resize_max_side(image.rgb, s.limits.work_max_side)
-        saliency_future = None
-        if is_enabled(s, "saliency"):
-            # Beside detection, on the other core: the two read the same work image, share
-            # nothing else, and both release the GIL (OpenCV, onnxruntime, torch).
-            saliency = self.saliency
-            saliency_future = self._side_pool().submit(self._saliency_map, saliency, work, timer)
+        regions_config = s.regions
+        if options.max_regions is not None:
+            regions_config = regions_config.model_copy(update={"max_regions": options.max_regions})
+        # The colour segments need only the work image: they are found on the other core while
+        # this one detects and maps saliency (all three release the GIL: OpenCV, OpenVINO,
+        # onnxruntime). Segments take about as long as the other two together.
+        segments_future = self._side_pool().submit(
+            self._timed, "segments", timer, image_segments, work, regions_config)
         detections: list[Detection] = []
         if is_enabled(s, "detect"):
             with timer.stage("detect"):
                 detections = self.detector.detect(work)
-        saliency_map = saliency_future.result() if saliency_future is not None else None
-        regions_config = s.regions
-        if options.max_regions is not None:
-            regions_config = regions_config.model_copy(update={"max_regions": options.max_regions})
+        saliency_map = None
+        if is_enabled(s, "saliency"):
+            with timer.stage("saliency"):
+                saliency_map = self.saliency.map(work)
         with timer.stage("select"):
-            regions = select_regions(work, detections, saliency_map, regions_config)
+            segments = segments_future.result()
+            regions = select_regions(work, detections, saliency_map, regions_config, segments)
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
         if options.search and regions and self.catalog is not None:
@@ -226,9 +230,9 @@ class Pipeline:
         return regions
 
     @staticmethod
-    def _saliency_map(saliency, work: np.ndarray, timer: Timer) -> np.ndarray:
-        with timer.stage("saliency"):
-            return saliency.map(work)
+    def _timed(stage: str, timer: Timer, fn: Callable[..., Any], *args: Any) -> Any:
+        with timer.stage(stage):
+            return fn(*args)
 
     def _side_pool(self) -> ThreadPoolExecutor:
         """Threads for work that runs beside a stage of the same photo (one per core: at most
@@ -253,8 +257,10 @@ class Pipeline:
         if catalog is None or not boxes:
             return [[] for _ in boxes]
         crops = [crop_box(image.rgb, box, margin=0.05) for box in boxes]
+        side = self._side_pool()
         with timer.stage("embed"):
-            vectors = self.embedder.embed(crops)
+            # Half the crops on each core (a CPU gains little from batching a CNN).
+            vectors = np.concatenate(map_beside(side, self.embedder.embed, split_for_cores(crops)))
         k = k or self.settings.index.top_k
         rerank = self.settings.rerank
         with timer.stage("search"):
@@ -267,10 +273,14 @@ class Pipeline:
             from lens.index.rerank import max_bonus
 
             reach = max_bonus(rerank) + 1e-3  # and the 4-decimal rounding of re-ranked scores
+
+            def verified(pairs: list[tuple[np.ndarray, list[Match]]]) -> list[list[Match]]:
+                return [matches if floor is not None and (not matches or matches[0].score + reach < floor)
+                        else self.reranker.rerank(crop, matches, catalog) for crop, matches in pairs]
+
             with timer.stage("rerank"):
-                found = [matches if floor is not None and (not matches or matches[0].score + reach < floor)
-                         else self.reranker.rerank(crop, matches, catalog)
-                         for crop, matches in zip(crops, found, strict=True)]
+                runs = map_beside(side, verified, split_for_cores(list(zip(crops, found, strict=True))))
+                found = [matches for run in runs for matches in run]
         return [matches[:k] for matches in found]
 
     def search_text(self, query: str, k: int | None = None, timer: Timer | None = None) -> list[Match]:

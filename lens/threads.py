@@ -13,6 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Read by OpenMP (torch, faiss), MKL/OpenBLAS and OpenCV when they load: a library imported
 # after apply_thread_policy follows it without being imported here (torch alone costs ~1.5 s).
@@ -52,6 +58,12 @@ def apply_thread_policy(threads: int = 1) -> int:
         sys.modules["cv2"].setNumThreads(threads)
     if "faiss" in sys.modules:
         sys.modules["faiss"].omp_set_num_threads(threads)
+    # numpy's OpenBLAS read OPENBLAS_NUM_THREADS when numpy was imported, usually before this
+    # call: it would keep one thread per core, whose spinning made a 200 x 115 descriptor
+    # matmul (re-ranking) 28x slower whenever the other core was busy. Set it at run time.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
     return threads
 
 
@@ -94,3 +106,25 @@ def openvino_config(threads: int | None = None, streams: int | None = None) -> d
         "ENABLE_CPU_PINNING": False,
         "ENABLE_HYPER_THREADING": False,
     }
+
+
+def map_beside(pool: Executor | None, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """[fn(item) for item in items], the items after the first handed to `pool` (threads of
+    work beside this photo's own) while this thread does the first; an item no pool thread has
+    started by then is done here too, so a busy pool (other photos' side work) never makes this
+    one wait. fn must release the GIL to gain anything (onnxruntime, OpenCV, numpy matmuls)."""
+    if pool is None or len(items) < 2:
+        return [fn(item) for item in items]
+    futures = [pool.submit(fn, item) for item in items[1:]]
+    results = [fn(items[0])]
+    for item, future in zip(items[1:], futures, strict=True):
+        results.append(fn(item) if future.cancel() else future.result())
+    return results
+
+
+def split_for_cores(items: Sequence[T], parts: int | None = None) -> list[list[T]]:
+    """`items` in at most `parts` (default: one per core) consecutive, non-empty runs of near
+    equal length; concatenated, they are `items` again."""
+    parts = max(1, min(len(items), parts or cpu_count()))
+    bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
+    return [list(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

@@ -191,3 +191,18 @@ def test_only_segments_that_survive_a_one_level_dither_are_candidates():
     once, again = dithered(small, 0), dithered(small, 0)
     assert np.array_equal(once, again)  # deterministic: the same photo gets the same dots
     assert int(np.abs(once.astype(int) - small).max()) == 1
+
+
+def test_segments_found_beforehand_give_the_same_regions():
+    """The pipeline finds the colour segments beside detection (image_segments) and hands them
+    to select_regions: the regions are those select_regions finds by itself."""
+    from lens.saliency import image_segments
+
+    rgb = _paint(_paint(_background(), (60, 80, 200, 260), (200, 40, 40)), (400, 200, 560, 420), (30, 60, 200), "ellipse")
+    saliency = combined_map(rgb, SaliencyConfig())
+    detections = [Detection(box=(390.0, 190.0, 570.0, 430.0), label="ball", score=0.6)]
+    config = RegionConfig()
+    inline = select_regions(rgb, detections, saliency, config)
+    assert inline
+    assert select_regions(rgb, detections, saliency, config, image_segments(rgb, config)) == inline
+    assert image_segments(np.full((H, W, 3), 128, np.uint8), config) == []  # featureless: none

@@ -14,8 +14,10 @@ from lens.threads import (
     apply_thread_policy,
     cpu_count,
     current_threads,
+    map_beside,
     onnx_session_options,
     openvino_config,
+    split_for_cores,
 )
 
 
@@ -67,3 +69,55 @@ def test_libraries_loaded_after_the_policy_follow_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                          cwd=REPO_ROOT)
     assert out.stdout.split() == ["1", "1", "1"]
+
+
+def test_numpy_blas_follows_the_policy_though_numpy_was_imported_first(restore_policy):
+    """numpy (imported by everything) reads OPENBLAS_NUM_THREADS only when it loads; the
+    policy still reaches its BLAS afterwards (re-ranking's matmuls spun a thread per core)."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    apply_thread_policy(2)
+    assert blas_threads() == {2}
+    apply_thread_policy(1)
+    assert blas_threads() == {1}
+
+
+def test_split_for_cores_keeps_order_and_balance():
+    assert split_for_cores([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4, 5]]
+    assert split_for_cores([1], 2) == [[1]]
+    assert split_for_cores([], 2) == []
+    assert [x for run in split_for_cores(list(range(11)), 3) for x in run] == list(range(11))
+
+
+def test_map_beside_runs_items_on_the_pool_and_keeps_order():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: set[str] = set()
+
+    def work(x: int) -> int:
+        seen.add(threading.current_thread().name)
+        return x * 10
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="side") as pool:
+        assert map_beside(pool, work, [1, 2, 3]) == [10, 20, 30]
+    assert threading.current_thread().name in seen  # the caller does its share
+    assert map_beside(None, work, [4, 5]) == [40, 50]
+
+
+def test_map_beside_does_not_wait_for_a_busy_pool():
+    """A pool busy with other photos' side work: the caller does the queued items itself."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        blocker = pool.submit(release.wait, 30)
+        try:
+            assert map_beside(pool, lambda x: x + 1, [1, 2, 3]) == [2, 3, 4]
+            assert not blocker.done()
+        finally:
+            release.set()

@@ -8,7 +8,7 @@ import numpy as np
 
 from lens.config import RegionConfig, Settings
 from lens.registry import load_backend
-from lens.types import Detection, Region
+from lens.types import Box, Detection, Region
 
 BACKENDS = {
     "spectral-residual": "lens.saliency.spectral:SpectralResidualSaliency",
@@ -30,11 +30,20 @@ def select_regions(
     detections: list[Detection],
     saliency_map: np.ndarray | None,
     config: RegionConfig,
+    segments: list[Box] | None = None,
 ) -> list[Region]:
-    """Ranked regions, ids 1..N; see lens.saliency.regions (imported on first use: it needs OpenCV)."""
+    """Ranked regions, ids 1..N; see lens.saliency.regions (imported on first use: it needs OpenCV).
+    `segments`: image_segments(rgb, config), when computed beforehand (beside detection)."""
     from lens.saliency.regions import select_regions as _select
 
-    return _select(rgb, detections, saliency_map, config)
+    return _select(rgb, detections, saliency_map, config, segments)
+
+
+def image_segments(rgb: np.ndarray, config: RegionConfig) -> list[Box]:
+    """The candidates' part that needs only the image; see lens.saliency.regions.image_segments."""
+    from lens.saliency.regions import image_segments as _segments
+
+    return _segments(rgb, config)
 
 
 def create_saliency(settings: Settings) -> Saliency:

@@ -299,15 +299,39 @@ def _score(parts: dict[str, float], config: RegionConfig) -> float:
     )
 
 
+def _segment_copy(rgb: np.ndarray, config: RegionConfig) -> tuple[np.ndarray, float]:
+    """The copy segments are found in (longest side segment_side), and its x scale factor."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = min(1.0, config.segment_side / max(h, w))
+    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    return np.asarray(small), small.shape[1] / w  # exact per-axis factor after rounding
+
+
+def _is_uniform(small: np.ndarray) -> bool:
+    return float(np.asarray(small, dtype=np.float32).std()) < 1.0
+
+
+def image_segments(rgb: np.ndarray, config: RegionConfig) -> list[Box]:
+    """The stable colour segments' boxes of `rgb` (pixels of `rgb`): the part of the candidates
+    that needs only the image, so it can run beside detection and saliency."""
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        return []
+    small, scale_x = _segment_copy(rgb, config)
+    # A featureless image has no object: the whole-image fallback answers it.
+    return [] if _is_uniform(small) else segment_boxes(small, scale_x, config)
+
+
 def candidates(
     rgb: np.ndarray,
     detections: list[Detection],
     saliency_map: np.ndarray | None,
     config: RegionConfig,
+    segments: list[Box] | None = None,
 ) -> list[_Candidate]:
-    """Every candidate box with the parts of its score (not yet ranked or de-duplicated)."""
-    import cv2
-
+    """Every candidate box with the parts of its score (not yet ranked or de-duplicated).
+    `segments`: image_segments(rgb, config) when computed already (beside detection)."""
     h, w = rgb.shape[:2]
     image_area = float(h * w)
     have_map = saliency_map is not None and saliency_map.shape[:2] == (h, w) and float(np.max(saliency_map)) > 0
@@ -315,11 +339,9 @@ def candidates(
     # confidence, contrast and centrality.
     sal = np.asarray(saliency_map, dtype=np.float32) if have_map else np.ones((h, w), dtype=np.float32)
     stats = _BoxStats(sal)
-    scale = min(1.0, config.segment_side / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    scale_x = small.shape[1] / w  # exact per-axis factor after rounding
-    contrast = _ColourContrast(np.asarray(small), scale_x, config.contrast_ring)
-    uniform = float(np.asarray(small, dtype=np.float32).std()) < 1.0
+    small, scale_x = _segment_copy(rgb, config)
+    contrast = _ColourContrast(small, scale_x, config.contrast_ring)
+    uniform = _is_uniform(small)
 
     found: list[_Candidate] = []
 
@@ -346,9 +368,10 @@ def candidates(
         add(det.box, "object", det.label, det.score, "detection")
     # A featureless image has no object: its map is at most the centre prior, whose blobs
     # would be nested rings around the middle; the whole-image fallback answers it.
-    if not uniform:
-        for box in segment_boxes(np.asarray(small), scale_x, config):
-            add(box, "salient", None, config.salient_confidence, "segment")
+    if segments is None:
+        segments = [] if uniform else segment_boxes(small, scale_x, config)
+    for box in segments:
+        add(box, "salient", None, config.salient_confidence, "segment")
     if have_map and not uniform:
         for box in salient_blobs(sal, config):
             add(box, "salient", None, config.salient_confidence, "blob")
@@ -362,12 +385,14 @@ def select_regions(
     detections: list[Detection],
     saliency_map: np.ndarray | None,
     config: RegionConfig,
+    segments: list[Box] | None = None,
 ) -> list[Region]:
-    """Ranked regions (ids 1..N, best first) in the pixel coordinates of `rgb`."""
+    """Ranked regions (ids 1..N, best first) in the pixel coordinates of `rgb`; `segments` as
+    for `candidates`."""
     h, w = rgb.shape[:2]
     if h == 0 or w == 0:
         return []
-    return choose(candidates(rgb, detections, saliency_map, config), config, w, h)
+    return choose(candidates(rgb, detections, saliency_map, config, segments), config, w, h)
 
 
 def choose(pool: list[_Candidate], config: RegionConfig, width: int, height: int) -> list[Region]:
