@@ -611,6 +611,33 @@ class ServerConfig(Section):
     request_timeout_s: float = Field(30.0, gt=0)
 
 
+# The longest a SigV4 presigned URL may live (S3, MinIO and Ceph refuse longer).
+S3_MAX_URL_EXPIRY_S = 7 * 24 * 3600
+
+
+class S3UploadConfig(Section):
+    """fleet.upload_store = "s3": the S3-compatible bucket photos wait in (AWS S3, MinIO, Ceph
+    RGW, ...). The gateway alone needs credentials; a worker reads a photo through the presigned
+    GET URL the task carries (workers/uploads.py), so it needs only HTTP to the endpoint."""
+
+    # The S3 API's address, as the gateway *and every worker* reach it (a presigned URL names
+    # this host): "http://minio:9000", "https://s3.eu-west-1.amazonaws.com"; empty = AWS's own.
+    endpoint_url: str | None = None
+    bucket: str | None = None
+    # AWS region (MinIO and Ceph accept any; it is part of the signature).
+    region: str = "us-east-1"
+    # Keys are <prefix><sha256>.<ext>: a bucket lifecycle rule on this prefix expires them.
+    prefix: str = "lens/uploads/"
+    # Empty: the usual AWS sources (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws, a role).
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    # "auto": path-style (<endpoint>/<bucket>/<key>) on a custom endpoint, virtual-hosted on AWS.
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # An unreachable store answers 503 after these, never hangs a request or a task.
+    connect_timeout_s: float = Field(2.0, gt=0, le=60)
+    read_timeout_s: float = Field(5.0, gt=0, le=300)
+
+
 class FleetConfig(Section):
     """How the gateway hands a photo to the workers."""
 
@@ -618,14 +645,32 @@ class FleetConfig(Section):
     # worker must see that folder (one machine, or a shared disk): the embedded default.
     # "redis": the bytes wait in Redis (redis_url) under lens:upload:<content hash> for
     # upload_ttl_s, so workers on other machines need no shared folder (workers/uploads.py).
-    upload_store: Literal["disk", "redis"] = "disk"
-    # How long a photo stays in Redis: its analysis and the crop searches on it (by job_id)
-    # must come within this; later they answer 410 upload_expired ("send it again"). Each new
-    # upload of the same photo starts the time again.
+    # "s3": the bytes go to an S3-compatible bucket (fleet.s3) and a task carries a presigned
+    # GET URL valid for upload_ttl_s: workers need no shared folder and no S3 credentials.
+    upload_store: Literal["disk", "redis", "s3"] = "disk"
+    # How long a photo stays in Redis (with s3: how long its URL is valid, at most 7 days): its
+    # analysis and the crop searches on it (by job_id) must come within this; later they answer
+    # 410 upload_expired ("send it again"). Each new upload of the same photo starts the time again.
     upload_ttl_s: int = Field(3600, ge=10)
-    # The largest photo kept in Redis (413 above it): every waiting photo costs Redis memory,
-    # and Redis refuses values above 512 MB.
+    # The largest photo kept in Redis or S3 (413 above it): every waiting photo costs Redis
+    # memory, and Redis refuses values above 512 MB.
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
+    s3: S3UploadConfig = S3UploadConfig()
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Self:
+        if self.upload_store != "s3":
+            return self
+        if not (self.s3.bucket or "").strip():
+            raise ValueError('upload_store = "s3" needs the bucket: set fleet.s3.bucket '
+                             "(LENS_FLEET__S3__BUCKET), and fleet.s3.endpoint_url unless it is AWS S3")
+        if self.upload_ttl_s > S3_MAX_URL_EXPIRY_S:
+            raise ValueError(f'upload_store = "s3" hands workers presigned URLs, which live at most '
+                             f"{S3_MAX_URL_EXPIRY_S} s (7 days); upload_ttl_s is {self.upload_ttl_s}")
+        if bool(self.s3.access_key_id) != bool(self.s3.secret_access_key):
+            raise ValueError("fleet.s3.access_key_id and fleet.s3.secret_access_key go together: set "
+                             "both, or neither (then AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are used)")
+        return self
 
 
 class Settings(BaseSettings):

@@ -5,6 +5,10 @@ machine's PostgreSQL (the catalog, its own schema) and a Milvus Lite server (`mi
 server`, the vectors; reached by URI as a compose Milvus would be; a Milvus Lite *file* can be
 opened by one process only, so it cannot serve a fleet).
 
+Run twice: the photos through Redis, then through an S3-compatible server (moto's, in its own
+process: fleet.upload_store = "s3"), where only the gateway has S3 settings and credentials and
+the workers read the presigned URLs a task carries with plain HTTP.
+
 w1 serves the index queue (every catalog write) and text; w2 serves vision (analyze's regions,
 crop searches, item reads) and text: whatever w2 finds, it found through the databases.
 """
@@ -50,6 +54,46 @@ def postgres_or_skip() -> None:
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL} (make test starts one)")
 
 
+class MotoS3Server:
+    """moto's S3 API server (`python -m moto.server`) in its own process, with one bucket."""
+
+    BUCKET = "lens-fleet-photos"
+    KEYS = {"access_key_id": "fleet-key", "secret_access_key": "fleet-secret"}
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> MotoS3Server:
+        import boto3
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto server exited: {self.log_path.read_text()[-2000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto server not listening after {timeout} s")
+            time.sleep(0.2)
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                     aws_access_key_id=self.KEYS["access_key_id"],
+                     aws_secret_access_key=self.KEYS["secret_access_key"]).create_bucket(Bucket=self.BUCKET)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop_process(self.proc)
+
+
 class MilvusLiteServer:
     """`milvus-lite server` on its own port: one process owns the data, clients connect by URI."""
 
@@ -82,33 +126,41 @@ class MilvusLiteServer:
             stop_process(self.proc)
 
 
-def backends(schema: str, milvus_uri: str) -> dict:
+def backends(schema: str, milvus_uri: str, s3: MotoS3Server | None) -> dict:
+    uploads = {"upload_store": "redis"} if s3 is None else {
+        "upload_store": "s3", "s3": {"endpoint_url": s3.endpoint, "bucket": s3.BUCKET, **s3.KEYS}}
     return {"catalog": {"backend": "postgres", "options": {"url": POSTGRES_URL, "schema": schema}},
             "vectors": {"backend": "milvus", "options": {"uri": milvus_uri, "collection": schema}},
-            "fleet": {"upload_store": "redis"}}
+            "fleet": uploads}
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+@pytest.fixture(scope="module", params=["redis", "s3"])
+def fleet(request, tmp_path_factory):
     postgres_or_skip()
+    if request.param == "s3":
+        pytest.importorskip("boto3")
+        pytest.importorskip("moto.server")
     from lens.index.postgres import close_pools
 
-    root = tmp_path_factory.mktemp("no-shared-disk")
+    root = tmp_path_factory.mktemp(f"no-shared-disk-{request.param}")
     schema = f"lens_fleet_{uuid.uuid4().hex[:10]}"
     redis_server = RedisServer(free_port(), root / "redis").start()
     milvus = MilvusLiteServer(root / "milvus", root / "milvus.log").start()
+    s3 = MotoS3Server(root / "moto.log").start() if request.param == "s3" else None
     dirs = {name: root / name for name in ("gateway", "w1", "w2")}
     workers: dict[str, WorkerProcess] = {}
     try:
         for name, queues in (("w1", ("index", "text")), ("w2", ("vision", "text"))):
-            env = {k: v for k, v in os.environ.items() if not k.startswith("LENS_")}
+            # With s3 the workers have no S3 setting and no AWS credential: a URL is all they get.
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("LENS_", "AWS_"))}
             env.update({
                 "LENS_REDIS_URL": redis_server.url, "LENS_DATA_DIR": str(dirs[name]),
                 "LENS_MODELS_DIR": str(REPO_ROOT / "var" / "models"), "OMP_NUM_THREADS": "1",
                 "LENS_CATALOG__BACKEND": "postgres", "LENS_CATALOG__OPTIONS__URL": POSTGRES_URL,
                 "LENS_CATALOG__OPTIONS__SCHEMA": schema,
                 "LENS_VECTORS__BACKEND": "milvus", "LENS_VECTORS__OPTIONS__URI": milvus.uri,
-                "LENS_VECTORS__OPTIONS__COLLECTION": schema, "LENS_FLEET__UPLOAD_STORE": "redis",
+                "LENS_VECTORS__OPTIONS__COLLECTION": schema,
+                **({"LENS_FLEET__UPLOAD_STORE": "redis"} if s3 is None else {}),
                 # Plumbing, not calibration: every dot keeps its matches.
                 "LENS_INDEX__MATCH_FLOOR": "-1", "LENS_INDEX__LABEL_FLOOR": "10",
                 **{f"LENS_SERVER__{k.upper()}": str(v) for k, v in SERVER.items()},
@@ -120,11 +172,15 @@ def fleet(tmp_path_factory):
 
         settings = load_settings(redis_url=redis_server.url, data_dir=dirs["gateway"], api_key=API_KEY,
                                  models_dir=REPO_ROOT / "var" / "models", server=SERVER,
-                                 **backends(schema, milvus.uri))
-        yield {"client": create_app(settings).test_client(), "workers": workers, "dirs": dirs, "schema": schema}
+                                 **backends(schema, milvus.uri, s3))
+        app = create_app(settings)
+        yield {"client": app.test_client(), "workers": workers, "dirs": dirs, "schema": schema, "s3": s3,
+               "gateway": app.extensions["lens_gateway"]}
     finally:
         for worker in workers.values():
             worker.stop()
+        if s3 is not None:
+            s3.stop()
         milvus.stop()
         redis_server.stop()
         close_pools()
@@ -189,7 +245,12 @@ def test_analyze_and_crop_search_on_w2_find_the_items_w1_wrote(fleet, items):
     assert result["image_id"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert not result["warnings"], result["warnings"]
     assert any(m["item_id"] == item["id"] for r in result["regions"] for m in r["matches"]), result["regions"]
-    # A crop search names the job; the photo comes out of Redis on w2.
+    # A crop search names the job; the photo comes out of Redis (or S3, by its URL) on w2.
+    reference = fleet["gateway"].jobs.record(job["job_id"]).upload_ref
+    if fleet["s3"] is None:
+        assert reference == f"redis:{result['image_id']}.png"
+    else:
+        assert reference.startswith(f"{fleet['s3'].endpoint}/{fleet['s3'].BUCKET}/lens/uploads/{result['image_id']}.png?")
     matches = search_whole(client, job["job_id"], item["width"], item["height"])
     assert matches[0]["item_id"] == item["id"] and matches[0]["score"] > 0.99, matches
     assert "Task lens.search[" in fleet["workers"]["w2"].log_tail(500_000)

@@ -21,6 +21,7 @@ from web.errors import ApiError
 from workers.jobs import JobRecord
 from workers.store import QueueUnavailableError, redacted
 from workers.tasks import analyze_canvas
+from workers.uploads import S3Uploads, UploadStoreUnavailableError
 
 API = "/api/v1"
 
@@ -47,7 +48,7 @@ class Gateway:
                             max_side=limits.max_side, max_aspect_ratio=limits.max_aspect_ratio)
 
     def store_upload(self, data: bytes, image: DecodedImage) -> str:
-        """Hand the photo to the upload store (disk, or Redis: workers/uploads.py); returns
+        """Hand the photo to the upload store (disk, Redis or S3: workers/uploads.py); returns
         the reference that tasks are given."""
         reference = self.jobs.uploads.put(data, image.sha256, image.format)
         # Embedded, the tasks run in this process: they take this decoded copy, not the file.
@@ -180,6 +181,11 @@ class Gateway:
                 checks["redis"] = {"ok": True, "detail": redacted(self.settings.redis_url)}
             except QueueUnavailableError as exc:
                 checks["redis"] = {"ok": False, "detail": exc.message}
+        if isinstance(self.jobs.uploads, S3Uploads):
+            try:
+                checks["uploads"] = {"ok": True, "detail": self.jobs.uploads.check()}
+            except UploadStoreUnavailableError as exc:
+                checks["uploads"] = {"ok": False, "detail": exc.message}
         checks["models"] = self._models_check()
         checks["index"] = self._index_check()
         return checks
