@@ -112,18 +112,23 @@ def test_embeddings_unchanged_on_real_crops(settings, osie_photos):
 
 
 def test_a_thin_strip_costs_megabytes_not_gigabytes():
-    """The 24000x20 strip of issue 13 raised peak RSS by 3.9 GB (padded to 24000x24000 first)."""
+    """The 24000x20 strip of issue 13 raised peak RSS by 3.9 GB (padded to 24000x24000 first).
+    Now it costs the band of the square that the resize reads (742 rows x 24000 px, 53 MB) and
+    PIL's copy of it: ~120 MB. torch is imported and a normal crop embedded before the
+    baseline: importing a CUDA build of torch alone raises RSS by ~500 MB."""
     script = textwrap.dedent("""
         import resource
         import numpy as np
+        import torch  # noqa: F401
         from lens.embed.preprocess import batch_tensor
+        batch_tensor([np.full((300, 200, 3), 90, dtype=np.uint8)], 260, 127.0, 128.0)
         strip = np.full((20, 24000, 3), 90, dtype=np.uint8)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         batch_tensor([strip, strip.transpose(1, 0, 2).copy()], 260, 127.0, 128.0)
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
-    assert int(out.stdout.strip()) < 50, f"peak RSS rose by {out.stdout.strip()} MB"
+    assert int(out.stdout.strip()) < 250, f"peak RSS rose by {out.stdout.strip()} MB"
 
 
 # -- OCR on thin strips -------------------------------------------------------------------------
