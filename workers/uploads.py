@@ -81,6 +81,14 @@ def upload_name(image_id: str, image_format: str) -> str:
     return f"{image_id}.{EXTENSIONS.get(image_format, 'bin')}"
 
 
+def refuse_too_large(data: bytes, max_bytes: int, store: str) -> None:
+    """UploadTooLargeError (413) for a photo over what the store takes (fleet.upload_max_bytes)."""
+    if len(data) > max_bytes:
+        raise UploadTooLargeError(
+            f"the photo is {len(data)} bytes; this server hands photos to its workers through "
+            f"{store}, which takes at most {max_bytes} bytes (fleet.upload_max_bytes)")
+
+
 def save_upload(upload_dir: Path, data: bytes, image_id: str, image_format: str) -> Path:
     """Store the upload under its content hash; the same photo twice is written once."""
     upload_dir.mkdir(parents=True, exist_ok=True)
@@ -118,10 +126,7 @@ class RedisUploads:
         self.url, self.ttl_s, self.max_bytes = url, ttl_s, max_bytes
 
     def put(self, data: bytes, image_id: str, image_format: str) -> str:
-        if len(data) > self.max_bytes:
-            raise UploadTooLargeError(
-                f"the photo is {len(data)} bytes; this server hands photos to its workers through "
-                f"Redis, which takes at most {self.max_bytes} bytes (fleet.upload_max_bytes)")
+        refuse_too_large(data, self.max_bytes, "Redis")
         name = upload_name(image_id, image_format)
         # SET with EX: the same photo again replaces the value and starts its time again.
         _redis_call(self.url, "set", _redis_key(name), data, ex=self.ttl_s)
@@ -159,10 +164,7 @@ class S3Uploads:
         return f"S3 bucket '{self.s3.bucket}' at {self.s3.endpoint_url or 'AWS'}"
 
     def put(self, data: bytes, image_id: str, image_format: str) -> str:
-        if len(data) > self.max_bytes:
-            raise UploadTooLargeError(
-                f"the photo is {len(data)} bytes; this server hands photos to its workers through "
-                f"an S3 bucket, which it lets take at most {self.max_bytes} bytes (fleet.upload_max_bytes)")
+        refuse_too_large(data, self.max_bytes, "an S3 bucket")
         name = upload_name(image_id, image_format)
         key = f"{self.s3.prefix}{name}"
         # The same photo again replaces the object (its lifecycle age starts again) and gets a
