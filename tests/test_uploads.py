@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import redis
 from PIL import Image
+from test_integration_fleet import machine_redis_or_skip
 
 from lens.config import load_settings
 from lens.image import content_hash, decode_image
@@ -33,12 +34,7 @@ REDIS_URL = "redis://127.0.0.1:6379/14"
 
 @pytest.fixture(scope="module")
 def machine_redis() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379 (make test starts one with scripts/ensure-redis.sh)")
-    return client
+    return machine_redis_or_skip(REDIS_URL)
 
 
 def random_png(side: int = 48) -> bytes:
