@@ -319,10 +319,17 @@ class PpOcrLines:
         )
 
     def warm_up(self) -> None:
-        """Load the three ONNX sessions now (rapidocr loads them lazily on first use)."""
-        self._engine._load_det_model()
+        """Load the models now (rapidocr loads them lazily on first use)."""
+        self._detector()
         self._engine._load_cls_model()
         self._recognizer()
+
+    def _detector(self):
+        """rapidocr's text detector, for its pre- and post-processing only: the network runs in
+        self._text_map, so the onnxruntime session rapidocr made for it (~50 MB) is let go."""
+        detector = self._engine._load_det_model()
+        detector.session = None
+        return detector
 
     def _recognizer(self):
         rec = self._engine._load_rec_model()
@@ -338,7 +345,7 @@ class PpOcrLines:
         det_img = self._detection_copy(bgr)
         scale = bgr.shape[1] / det_img.shape[1]
         det_img = pad_thin_strip(det_img, self.det_side)
-        detector = self._engine._load_det_model()
+        detector = self._detector()
         with self._lock:
             tensor = detector.get_preprocess()(det_img)
             if tensor is None:
