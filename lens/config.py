@@ -488,10 +488,21 @@ class OcrConfig(BackendSection):
     # Also enlarge smaller photos to det_max_side: scene words 10-15 px tall are found once
     # they are a few pixels taller (+0.06 word recall on the tuning half at 1600).
     det_upscale: bool = True
+    # ... by this factor at most (None: up to det_max_side). A cap trades small photos' words
+    # for time: ICDAR 2015 photos shrunk to 800 px, 1.4x (1120 px) against 2x (1600), floor
+    # 0.88, bf16 (bench/RESULTS.md, ocr): word F tuning half 0.685 vs 0.696, report half 0.673
+    # vs 0.698, turned 90 degrees 0.504 vs 0.494, at 0.55-0.58x the CPU time; at 640 px, 1.4x
+    # vs 2.5x: 0.608 vs 0.646. Off by default: speed must not cost words read.
+    det_max_enlargement: float | None = Field(None, ge=1.0)
     # The runtime of the text detector, the text branch's costliest step (the same ONNX file):
     # OpenVINO took 0.82x onnxruntime's time at 1600 px and 0.69x at 1024 on one thread, with
     # the text map within 1e-5 (tests/test_ocr_det_runtime.py).
     det_runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    # OpenVINO's arithmetic for the text detector: "auto" = bfloat16 where the CPU computes it
+    # natively (AVX512-BF16, AMX), else float32. ICDAR 2015, 1600 px, floor 0.88, one run
+    # (bench/RESULTS.md, ocr): word F tuning half 0.737 (f32) vs 0.734 (bf16), report half
+    # 0.713 vs 0.720; the network at 0.57x the time, the whole OCR at 0.62-0.65x CPU time.
+    det_precision: Literal["auto", "f32", "bf16"] = "auto"
     # DB post-processing of the detector's text map (rapidocr's defaults): pixels above
     # det_pixel_threshold are text, a region is kept when its mean score is above
     # det_box_threshold, and grown by det_unclip_ratio (the map marks the text's core only).

@@ -15,6 +15,7 @@ from lens.threads import (
     cpu_count,
     current_threads,
     map_beside,
+    native_bf16,
     onnx_session_options,
     openvino_config,
     split_for_cores,
@@ -49,6 +50,13 @@ def test_openvino_follows_the_policy_one_stream_per_core(restore_policy):
     assert (config["NUM_STREAMS"], config["INFERENCE_NUM_THREADS"]) == (cpu_count(), cpu_count())
     assert config["INFERENCE_PRECISION_HINT"] == "f32" and config["ENABLE_CPU_PINNING"] is False
     assert openvino_config(threads=2, streams=1)["INFERENCE_NUM_THREADS"] == 2
+
+
+def test_openvino_precision_auto_is_bf16_only_where_the_cpu_computes_it():
+    assert openvino_config(precision="bf16")["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert openvino_config(precision="auto")["INFERENCE_PRECISION_HINT"] == ("bf16" if native_bf16() else "f32")
+    with pytest.raises(ValueError, match="precision"):
+        openvino_config(precision="fp16")
 
 
 def test_settings_policy_per_request_and_bulk(restore_policy):
