@@ -181,7 +181,7 @@ class RegionBranch:
             self._cache[cache_key] = resize_max_side(rgb, work_max_side)
         return self._cache[cache_key]
 
-    def detections(self, key: str, work: np.ndarray, backend: str, confidence: float):
+    def detections(self, key: str, work: np.ndarray, backend: str, confidence: float, options: dict | None = None):
         if backend == "none":
             return []
         if backend == "fusion":  # fuse the members' boxes above the threshold, as FusionDetector does
@@ -191,16 +191,17 @@ class RegionBranch:
             config = self.settings().detect
             members = [self.detections(key, work, m, confidence) for m in ("ultralytics", "openvino-ssd")]
             return merge_duplicates(fuse(members, FusionOptions().fusion_iou), config.merge_iou)
-        cache_key = ("detect", key, work.shape, backend)
+        name = backend + "".join(f" {k}={v}" for k, v in sorted((options or {}).items()))
+        cache_key = ("detect", key, work.shape, name)
         if cache_key not in self._cache:
-            if backend not in self._detectors:
+            if name not in self._detectors:
                 from lens.detect import create_detector
 
-                self._detectors[backend] = create_detector(
-                    self.settings(detect={"backend": backend, "confidence": self.min_confidence}))
-                self._detectors[backend].detect(work)  # warm-up outside the timing
-            detector = self._detectors[backend]
-            self._cache[cache_key] = self._timed(f"detect {backend}", lambda: detector.detect(work))
+                self._detectors[name] = create_detector(self.settings(
+                    detect={"backend": backend, "confidence": self.min_confidence, "options": options or {}}))
+                self._detectors[name].detect(work)  # warm-up outside the timing
+            detector = self._detectors[name]
+            self._cache[cache_key] = self._timed(f"detect {name}", lambda: detector.detect(work))
         return [d for d in self._cache[cache_key] if d.score >= confidence]
 
     def saliency(self, key: str, work: np.ndarray, backend: str):
@@ -223,7 +224,7 @@ class RegionBranch:
 
         settings = setting.settings(self)
         work, factor = self.work(key, rgb, settings.limits.work_max_side)
-        dets = self.detections(key, work, settings.detect.backend, settings.detect.confidence)
+        dets = self.detections(key, work, settings.detect.backend, settings.detect.confidence, settings.detect.options)
         sal = self.saliency(key, work, settings.saliency.backend)
         regions = self._timed(f"select {setting.name}", lambda: select_regions(work, dets, sal, settings.regions))
         return [scale_box(r.box, factor, rgb.shape[1], rgb.shape[0]) for r in regions]
@@ -238,9 +239,11 @@ class DotSetting:
     confidence: float | None = None
     saliency: str | None = None
     regions: dict | None = None  # None: the current RegionConfig defaults
+    detect_options: dict | None = None  # the detector backend's options; None: its defaults
 
     def settings(self, branch: RegionBranch):
-        detect = {k: v for k, v in (("backend", self.detector), ("confidence", self.confidence)) if v is not None}
+        detect = {k: v for k, v in (("backend", self.detector), ("confidence", self.confidence),
+                                    ("options", self.detect_options)) if v is not None}
         saliency = {"backend": self.saliency} if self.saliency else {}
         return branch.settings(detect=detect, saliency=saliency, regions=self.regions or {})
 

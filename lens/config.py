@@ -127,7 +127,8 @@ class DetectConfig(BackendSection):
     # train photos, so both COCO detectors are at their best there. With a better model file
     # (yolo11n.pt), choose "ultralytics" and set model_path. The graph runs on OpenVINO
     # ("openvino-ssd"): the same boxes as OpenCV DNN ("opencv-ssd"; raw maps within 1e-4, the
-    # same dots on every bench_dots measure) at 0.55-0.6x its time on these cores.
+    # same dots on every bench_dots measure) at 0.55-0.6x its time on these cores; in bfloat16
+    # where the CPU has it (its `precision` option), at about half that again.
     backend: registered_backend("detect") = "openvino-ssd"
     # A .pt/.onnx file that ultralytics loads; empty = the offline default prepared by
     # `lens models prepare` (YOLOv3-tiny COCO converted to ONNX).

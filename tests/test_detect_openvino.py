@@ -30,10 +30,15 @@ def detectors(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     made = {}
     for backend in ("opencv-ssd", "openvino-ssd"):
+        # float32: the comparisons with cv2.dnn below are to 1e-4 (bf16 has its own test).
+        options = {"precision": "f32"} if backend == "openvino-ssd" else {}
         settings = load_settings(data_dir=data, models_dir=REPO_ROOT / "var" / "models",
-                                 detect={"backend": backend, "confidence": 0.05})
+                                 detect={"backend": backend, "confidence": 0.05, "options": options})
         assert not prepare(settings, ["ssd-mobilenet-v2-coco-openvino"]), "OpenVINO conversion failed"
         made[backend] = create_detector(settings)
+    made["openvino-ssd bf16"] = create_detector(load_settings(
+        data_dir=data, models_dir=REPO_ROOT / "var" / "models",
+        detect={"backend": "openvino-ssd", "confidence": 0.05, "options": {"precision": "bf16"}}))
     return made
 
 
@@ -118,3 +123,16 @@ def test_calls_from_several_threads_give_the_same_boxes(detectors, photos):
     with ThreadPoolExecutor(max_workers=3) as pool:
         together = list(pool.map(detector.detect, photos * 2))
     assert together == alone * 2
+
+
+def test_bfloat16_finds_the_same_confident_objects(detectors, photos):
+    """bf16 ("auto" on CPUs with native bfloat16) moves scores by a few hundredths (bench_dots:
+    the same dots within one object either way), not the objects a photo clearly shows."""
+    from lens.geometry import iou
+
+    for rgb in photos:
+        f32 = [d for d in detectors["openvino-ssd"].detect(rgb) if d.score >= 0.6]
+        bf16 = detectors["openvino-ssd bf16"].detect(rgb)
+        for d in f32:
+            twin = max(bf16, key=lambda b: iou(b.box, d.box) if b.label == d.label else 0.0)
+            assert twin.label == d.label and iou(twin.box, d.box) > 0.9 and abs(twin.score - d.score) < 0.1

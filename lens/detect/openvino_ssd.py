@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from lens.detect.opencv_ssd import MODEL as TF_MODEL
 from lens.errors import ModelMissingError
 from lens.files import atomic_output
 from lens.models import ModelSpec, file_sha256, require
+from lens.registry import BackendOptions
 from lens.threads import openvino_config
 from lens.types import Detection
 
@@ -160,12 +162,22 @@ def detection_output(encodings: np.ndarray, logits: np.ndarray, prior_data: np.n
     return out[np.argsort(-out[:, 1], kind="stable")][:KEEP_TOP_K]
 
 
+class OpenVinoSsdOptions(BackendOptions):
+    # OpenVINO's arithmetic (lens.threads.openvino_config): "auto" = bfloat16 where the CPU
+    # computes it natively. bench_dots, one run (bench/RESULTS.md, dots): f32 / bf16 coco128
+    # recall tuning half 0.934 / 0.918, report 0.803 / 0.818 (53 / 54 of 66 main objects), junk
+    # 0.098 / 0.100, OSIE top-3 fixations 0.855 / 0.854, GroceryStore first dot on the product
+    # 0.97 / 0.97; the detector at 0.55x the time (1 thread).
+    precision: Literal["auto", "f32", "bf16"] = "auto"
+
+
 class OpenVinoSsdDetector:
     name = "openvino-ssd"
     models = (MODEL,)  # the .xml records the sha256 of the frozen graph it came from
     version = "openvino-ssd:ssd_mobilenet_v2_coco_2018_03_29"
+    Options = OpenVinoSsdOptions
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, options: OpenVinoSsdOptions | None = None) -> None:
         import openvino as ov
 
         self.config = settings.detect
@@ -179,7 +191,8 @@ class OpenVinoSsdDetector:
             raise ModelMissingError(f"{path} was not made by `lens models prepare` (no {PRIORS_OUTPUT}); run it again")
         self._priors = priors[0].input_value(0).get_node().get_data().copy()
         model.remove_result(priors[0])
-        self._compiled = core.compile_model(model, "CPU", openvino_config())
+        self.options = options or OpenVinoSsdOptions.parse(settings.detect.options)
+        self._compiled = core.compile_model(model, "CPU", openvino_config(precision=self.options.precision))
         self._outputs = [self._compiled.output(name) for name in BOX_OUTPUTS + CLASS_OUTPUTS]
         # An infer request holds its tensors: one per calling thread (the compiled model is
         # shared, and runs that many requests at once, one per stream).
