@@ -293,10 +293,11 @@ class RegionConfig(Section):
 
 class EmbedConfig(BackendSection):
     stage = "embed"
-    # Default: Lite2 on onnxruntime, 3-5x faster than torch eager on 1 core with the same vectors
-    # (max abs diff ~1e-6; same name/version, so catalogs built with "efficientnet-lite2", the
-    # torch backend, stay valid). The torch backend remains for comparison and for machines
-    # without onnxruntime.
+    # Default: Lite2's ONNX export (on OpenVINO, or onnxruntime: its options), 3-5x faster than
+    # torch eager on 1 core with the same vectors (max abs diff ~1e-6 in float32; same
+    # name/version, so catalogs built with "efficientnet-lite2", the torch backend, stay valid;
+    # bfloat16 where the CPU has it, within cosine 0.99). The torch backend remains for
+    # comparison and for machines without onnxruntime.
     backend: registered_backend("embed", allow_none=False) = "efficientnet-lite2-onnx"
     model_path: Path | None = None
     # Batches above ~8 crops ran slower per crop on 2 shared cores (cache pressure).

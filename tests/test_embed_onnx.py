@@ -43,12 +43,16 @@ def test_prepare_exports_once_and_is_idempotent(models_dir):
     assert prepare(load_settings(models_dir=models_dir), names=[MODEL], log=lambda _: None) == []
     assert path.stat().st_mtime_ns == before
 
+# float32 where vectors are compared to 1e-5 ("auto" is bfloat16 on CPUs that compute it natively;
+# test_bfloat16_vectors_stay_within_cosine_0_99 covers that).
+F32 = {"precision": "f32"}
+
 
 @pytest.mark.parametrize(("size", "pooling"), [(None, "mean"), (260, "gem"), (384, "mean"), (384, "gem")])
 def test_onnx_vectors_equal_torch_on_real_photos(models_dir, photos_and_crops, size, pooling):
     embed = {"input_size": size, "pooling": pooling}
     reference = create_embedder(load_settings(embed={**embed, "backend": "efficientnet-lite2"}))
-    onnx = create_embedder(load_settings(models_dir=models_dir, embed={**embed, "backend": "efficientnet-lite2-onnx"}))
+    onnx = create_embedder(load_settings(models_dir=models_dir, embed={**embed, "backend": "efficientnet-lite2-onnx", "options": F32}))
     expected, got = reference.embed(photos_and_crops), onnx.embed(photos_and_crops)
     assert got.shape == expected.shape == (len(photos_and_crops), 1280) and got.dtype == np.float32
     assert np.abs(got - expected).max() < MAX_ABS_DIFF
@@ -57,7 +61,7 @@ def test_onnx_vectors_equal_torch_on_real_photos(models_dir, photos_and_crops, s
 
 
 def test_onnx_embedder_batches_like_single_calls(models_dir, photos_and_crops):
-    onnx = create_embedder(load_settings(models_dir=models_dir, embed={"backend": "efficientnet-lite2-onnx"}))
+    onnx = create_embedder(load_settings(models_dir=models_dir, embed={"backend": "efficientnet-lite2-onnx", "options": F32}))
     together = onnx.embed(photos_and_crops)
     alone = np.concatenate([onnx.embed([c]) for c in photos_and_crops])
     np.testing.assert_allclose(together, alone, atol=1e-5)
@@ -71,7 +75,7 @@ def test_catalog_built_with_torch_is_searched_with_onnx(models_dir, tmp_path, tu
     sample = tux_stamps[::25][:12]
     torch_settings = load_settings(data_dir=tmp_path, embed={"backend": "efficientnet-lite2"})
     onnx_settings = load_settings(data_dir=tmp_path, models_dir=models_dir,
-                                  embed={"backend": "efficientnet-lite2-onnx"})
+                                  embed={"backend": "efficientnet-lite2-onnx", "options": F32})
     torch_embedder, onnx_embedder = create_embedder(torch_settings), create_embedder(onnx_settings)
     with open_catalog(torch_settings, torch_embedder, create=True) as catalog:
         catalog.add_images([NewItem(s.path, title=s.title) for s in sample])
@@ -96,7 +100,28 @@ def test_stale_export_is_refused_then_prepare_exports_again(tmp_path):
     next(p for p in proto.metadata_props if p.key == SOURCE_KEY).value = "0ld0ld00"
     onnx.save(proto, str(path))
     with pytest.raises(ModelMissingError, match="exported from weights 0ld0ld00.*lens models prepare"):
-        create_embedder(load_settings(models_dir=tmp_path, embed={"backend": "efficientnet-lite2-onnx"}))
+        create_embedder(load_settings(models_dir=tmp_path, embed={"backend": "efficientnet-lite2-onnx", "options": F32}))
     assert prepare(settings, names=[MODEL], log=lambda _: None) == []  # sees it stale, exports
     assert source_tag(path) != "0ld0ld00"
-    create_embedder(load_settings(models_dir=tmp_path, embed={"backend": "efficientnet-lite2-onnx"}))
+    create_embedder(load_settings(models_dir=tmp_path, embed={"backend": "efficientnet-lite2-onnx", "options": F32}))
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_both_runtimes_give_the_torch_vectors_in_float32(models_dir, photos_and_crops, runtime):
+    reference = create_embedder(load_settings(embed={"backend": "efficientnet-lite2"}))
+    got = create_embedder(load_settings(models_dir=models_dir, embed={
+        "backend": "efficientnet-lite2-onnx", "options": {"runtime": runtime, "precision": "f32"}}))
+    assert got.runtime == runtime
+    assert np.abs(got.embed(photos_and_crops) - reference.embed(photos_and_crops)).max() < MAX_ABS_DIFF
+
+
+def test_bfloat16_vectors_stay_within_cosine_0_99(models_dir, photos_and_crops):
+    """bf16 (OpenVINO, "auto" where the CPU computes it natively) is the same descriptor: every
+    vector within cosine 0.99 of float32's (the bar bench/quantise_lite2.py set for int8, which
+    failed it), so it keeps the version and catalogs built in float32 stay valid."""
+    f32 = create_embedder(load_settings(models_dir=models_dir, embed={"backend": "efficientnet-lite2-onnx", "options": F32}))
+    bf16 = create_embedder(load_settings(models_dir=models_dir, embed={
+        "backend": "efficientnet-lite2-onnx", "options": {"precision": "bf16"}}))
+    cosines = (f32.embed(photos_and_crops) * bf16.embed(photos_and_crops)).sum(axis=1)
+    assert cosines.min() >= 0.99
+    assert bf16.version == f32.version

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite2 on ONNX Runtime: the same vectors as the torch backend, at a fraction of the cost.
+"""EfficientNet-Lite2 exported to ONNX, run on OpenVINO (default) or ONNX Runtime: the same
+vectors as the torch backend (in float32), at a fraction of the cost.
 
 `lens models prepare` exports the torch network's final feature map (before pooling) once to
 ONNX, with dynamic batch and spatial axes, so one file serves every embed.input_size; pooling
@@ -10,8 +11,10 @@ torch, except the one-off export.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -26,7 +29,8 @@ from lens.embed.preprocess import (
 from lens.errors import ModelMissingError
 from lens.files import atomic_output
 from lens.models import ModelSpec, require
-from lens.threads import onnx_session_options
+from lens.registry import BackendOptions
+from lens.threads import onnx_session_options, openvino_config
 
 MODEL = "efficientnet-lite2-onnx"
 TORCH_MODEL = "efficientnet-lite2"
@@ -110,16 +114,29 @@ def prepare_onnx(spec: ModelSpec, settings: Settings) -> Path:
     return export_onnx(require(TORCH_MODEL, settings), dest)
 
 
+class EfficientNetLite2OnnxOptions(BackendOptions):
+    # Which runtime runs the exported graph: OpenVINO took 0.97x onnxruntime's time in float32
+    # on one thread (same vectors, cosine 1 - 1e-7) and 0.39x in bfloat16.
+    runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    # OpenVINO's arithmetic (lens.threads.openvino_config): "auto" = bfloat16 where the CPU
+    # computes it natively: 0.39x onnxruntime's float32 time on one thread, vectors within
+    # cosine 0.993 (min) of float32's. GroceryStore through Pipeline.analyze, f32 / bf16, one
+    # run (bench/RESULTS.md, grocery): first dot top-1 / top-5 iconic-only report half 0.378 /
+    # 0.378, 0.736 / 0.730; protocol B k=3 0.514 / 0.507, 0.838 / 0.845; stamp recall@1 0.752
+    # both.
+    precision: Literal["auto", "f32", "bf16"] = "auto"
+
+
 class EfficientNetLite2OnnxEmbedder:
     # The descriptor's identity, not the runtime's: same name and version as the torch backend
-    # because the vectors are the same (test_embed_onnx), so catalogs stay valid across both.
+    # because the vectors are the same (test_embed_onnx; bfloat16: cosine >= 0.99 to float32),
+    # so catalogs stay valid across both.
     name = "efficientnet-lite2"
     dim = 1280
-    runtime = "onnxruntime"
     models = (MODEL, TORCH_MODEL)  # the export and the weights it is checked against; or embed.model_path
+    Options = EfficientNetLite2OnnxOptions
 
-    def __init__(self, settings: Settings) -> None:
-        import onnxruntime as ort
+    def __init__(self, settings: Settings, options: EfficientNetLite2OnnxOptions | None = None) -> None:
 
         path = Path(settings.embed.model_path or require(MODEL, settings))
         if not path.is_file():
@@ -133,8 +150,20 @@ class EfficientNetLite2OnnxEmbedder:
                 raise ModelMissingError(
                     f"{path} was exported from weights {tag}, but {installed} are installed; "
                     "run `lens models prepare` to export it again")
-        self._session = ort.InferenceSession(str(path), sess_options=onnx_session_options(),
-                                             providers=["CPUExecutionProvider"])
+        self.options = options or EfficientNetLite2OnnxOptions.parse(settings.embed.options)
+        self.runtime = self.options.runtime
+        if self.runtime == "openvino":
+            import openvino as ov
+
+            # One stream per core, so that the crops' halves (lens.threads.split_for_cores) run at
+            # once; an infer request holds its tensors: one per calling thread.
+            self._compiled = ov.Core().compile_model(str(path), "CPU", openvino_config(precision=self.options.precision))
+            self._local = threading.local()
+        else:
+            import onnxruntime as ort
+
+            self._session = ort.InferenceSession(str(path), sess_options=onnx_session_options(),
+                                                 providers=["CPUExecutionProvider"])
         self._batch_size = settings.embed.batch_size
         self.input_size = settings.embed.input_size or INPUT_SIZE
         self._pooling, self._gem_p = settings.embed.pooling, settings.embed.gem_p
@@ -145,6 +174,12 @@ class EfficientNetLite2OnnxEmbedder:
     def feature_map(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 1280, h, w) final feature map of the crops (preprocessed as the torch backend)."""
         batch = batch_array(crops, self.input_size, mean=127.0, std=128.0)
+        if self.runtime == "openvino":
+            request = getattr(self._local, "request", None)
+            if request is None:
+                request = self._local.request = self._compiled.create_infer_request()
+            # A copy: the request's output memory is reused by its next call.
+            return np.array(request.infer({0: batch})[0], dtype=np.float32)
         return self._session.run(None, {"images": batch})[0]
 
     def _run(self, crops: list[np.ndarray]) -> np.ndarray:
@@ -152,7 +187,8 @@ class EfficientNetLite2OnnxEmbedder:
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, 1280) float32, L2-normalised, one row per RGB uint8 crop."""
-        # No lock: an onnxruntime session may run calls from several threads at once.
+        # No lock: an onnxruntime session may run calls from several threads at once, and each
+        # thread has its own OpenVINO request.
         return embed_in_batches(list(crops), self._batch_size, self.dim, self._run)
 
     def warm_up(self) -> None:
