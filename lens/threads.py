@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
@@ -114,6 +115,24 @@ def native_bf16() -> bool:
 
 
 _native_bf16: bool | None = None
+_numpy_bridge_ready = False
+_numpy_bridge_lock = threading.Lock()
+
+
+def _prime_openvino_numpy_bridge() -> None:
+    """Make OpenVINO's Python binding set up its numpy bridge once, here, on one thread. Done
+    lazily by two threads' first infer calls at once, it deadlocks: one holds the GIL waiting on
+    a C++ static's guard, the other holds the guard waiting for the GIL (seen as a server hung
+    at start, its warm-up and first photo embedding at the same moment)."""
+    global _numpy_bridge_ready
+    with _numpy_bridge_lock:  # waiting here releases the GIL, unlike waiting on the guard
+        if not _numpy_bridge_ready:
+            import numpy as np
+            import openvino as ov
+
+            for dtype in (np.float32, np.uint8):
+                ov.Tensor(np.zeros(1, dtype)).data  # noqa: B018 -- the first access does the set-up
+            _numpy_bridge_ready = True
 
 
 def openvino_config(threads: int | None = None, streams: int | None = None, precision: str = "f32") -> dict:
@@ -124,6 +143,7 @@ def openvino_config(threads: int | None = None, streams: int | None = None, prec
     `precision`: "f32" keeps the source graph's outputs (no down-casting); "bf16" computes in
     bfloat16; "auto" is bf16 where the CPU does it natively (native_bf16), else f32. A model
     takes bf16 only where a benchmark showed it costs nothing that matters."""
+    _prime_openvino_numpy_bridge()  # every OpenVINO model is compiled with these options
     threads = current_threads() if threads is None else max(1, int(threads))
     streams = cpu_count() if streams is None else max(1, int(streams))
     if precision == "auto":
