@@ -104,6 +104,11 @@ def onnx_session_options(threads: int | None = None):
     return options
 
 
+_native_bf16: bool | None = None
+_numpy_bridge_ready = False
+_numpy_bridge_lock = threading.Lock()
+
+
 def native_bf16() -> bool:
     """Whether OpenVINO's CPU plugin computes bfloat16 natively here (AVX512-BF16 or AMX)."""
     global _native_bf16
@@ -112,11 +117,6 @@ def native_bf16() -> bool:
 
         _native_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     return _native_bf16
-
-
-_native_bf16: bool | None = None
-_numpy_bridge_ready = False
-_numpy_bridge_lock = threading.Lock()
 
 
 def _prime_openvino_numpy_bridge() -> None:

@@ -137,7 +137,6 @@ class EfficientNetLite2OnnxEmbedder:
     Options = EfficientNetLite2OnnxOptions
 
     def __init__(self, settings: Settings, options: EfficientNetLite2OnnxOptions | None = None) -> None:
-
         path = Path(settings.embed.model_path or require(MODEL, settings))
         if not path.is_file():
             raise ModelMissingError(f"embedding model {path} does not exist (settings embed.model_path)")

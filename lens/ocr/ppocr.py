@@ -414,8 +414,9 @@ class PpOcrLines:
         return candidates
 
     def _detection_copy(self, bgr: np.ndarray) -> np.ndarray:
-        """The photo as handed to rapidocr's detector preprocessing, which itself shrinks it
-        (linear resize) to det_side at most and rounds it to multiples of 32."""
+        """The photo as handed to detector_tensor, which itself shrinks it (linear resize) to
+        det_side at most and rounds its sides to multiples of 32; an enlarged copy is made at
+        that size already (by det_max_enlargement at most)."""
         import cv2
 
         h, w = bgr.shape[:2]
