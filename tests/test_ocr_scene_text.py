@@ -102,7 +102,11 @@ def test_camera_size_photo_reads_at_least_as_well_as_its_1024_px_copy():
     from lens.ocr import create_ocr
 
     ocr = create_ocr(load_settings(ocr={"backend": "rapidocr"}))
-    ids = split_ids("tune")[:30]  # the half the sizes were chosen on; bench_ocr reports the other
+    # The half the sizes were chosen on (bench_ocr reports the other), every 2nd photo: on its
+    # first 30 alone, the text detector's bf16 (det_precision "auto") moved the 1024 px copy's
+    # word recall by +0.016 and the camera's by -0.008, more than the test's margin, while on
+    # all 125 report photos the camera still read more (word F 0.713 vs 0.710; f32 0.710 vs 0.702).
+    ids = split_ids("tune")[::2]
     small = evaluate(ocr.read, ids, scale=0.8)
     camera = evaluate(ocr.read, ids, scale=3.0)
     assert small.word_gt > 10
