@@ -159,6 +159,22 @@ def openvino_config(threads: int | None = None, streams: int | None = None, prec
     }
 
 
+class PerThreadRequests:
+    """One OpenVINO infer request per calling thread for a compiled model: a request holds its
+    tensors, while the compiled model is shared and runs as many requests at once as it has
+    streams (openvino_config: one per core)."""
+
+    def __init__(self, compiled) -> None:
+        self._compiled = compiled
+        self._local = threading.local()
+
+    def get(self):
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return request
+
+
 def map_beside(pool: Executor | None, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
     """[fn(item) for item in items], the items after the first handed to `pool` (threads of
     work beside this photo's own) while this thread does the first; an item no pool thread has

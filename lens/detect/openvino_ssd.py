@@ -13,7 +13,6 @@ Verified against cv2.dnn (raw maps and final boxes) in tests/test_detect_openvin
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +25,7 @@ from lens.errors import ModelMissingError
 from lens.files import atomic_output
 from lens.models import ModelSpec, file_sha256, require
 from lens.registry import BackendOptions
-from lens.threads import openvino_config
+from lens.threads import PerThreadRequests, openvino_config
 from lens.types import Detection
 
 MODEL = "ssd-mobilenet-v2-coco-openvino"
@@ -194,15 +193,7 @@ class OpenVinoSsdDetector:
         self.options = options or OpenVinoSsdOptions.parse(settings.detect.options)
         self._compiled = core.compile_model(model, "CPU", openvino_config(precision=self.options.precision))
         self._outputs = [self._compiled.output(name) for name in BOX_OUTPUTS + CLASS_OUTPUTS]
-        # An infer request holds its tensors: one per calling thread (the compiled model is
-        # shared, and runs that many requests at once, one per stream).
-        self._local = threading.local()
-
-    def _request(self):
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
-        return request
+        self._requests = PerThreadRequests(self._compiled)
 
     def raw_outputs(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P, 4) box encodings (ty, tx, th, tw) and (P, 91) class logits, in OpenCV's prior order."""
@@ -211,7 +202,7 @@ class OpenVinoSsdDetector:
         # cv2.dnn's own resize (blobFromImage: bilinear to 300 x 300), so both backends see one input.
         small = cv2.resize(np.ascontiguousarray(rgb), (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
         x = small[None].astype(np.float32) * SCALE - SHIFT
-        results = self._request().infer({0: x})
+        results = self._requests.get().infer({0: x})
         maps = [results[o] for o in self._outputs]
         encodings = np.concatenate([m.reshape(-1, 4) for m in maps[:FEATURE_MAPS]])
         logits = np.concatenate([m.reshape(-1, NUM_CLASSES) for m in maps[FEATURE_MAPS:]])

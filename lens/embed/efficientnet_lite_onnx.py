@@ -11,7 +11,6 @@ torch, except the one-off export.
 
 from __future__ import annotations
 
-import threading
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -30,7 +29,7 @@ from lens.errors import ModelMissingError
 from lens.files import atomic_output
 from lens.models import ModelSpec, require
 from lens.registry import BackendOptions
-from lens.threads import onnx_session_options, openvino_config
+from lens.threads import PerThreadRequests, onnx_session_options, openvino_config
 
 MODEL = "efficientnet-lite2-onnx"
 TORCH_MODEL = "efficientnet-lite2"
@@ -154,10 +153,9 @@ class EfficientNetLite2OnnxEmbedder:
         if self.runtime == "openvino":
             import openvino as ov
 
-            # One stream per core, so that the crops' halves (lens.threads.split_for_cores) run at
-            # once; an infer request holds its tensors: one per calling thread.
-            self._compiled = ov.Core().compile_model(str(path), "CPU", openvino_config(precision=self.options.precision))
-            self._local = threading.local()
+            # One stream per core, so that the crops' halves (lens.threads.split_for_cores) run at once.
+            compiled = ov.Core().compile_model(str(path), "CPU", openvino_config(precision=self.options.precision))
+            self._requests = PerThreadRequests(compiled)
         else:
             import onnxruntime as ort
 
@@ -174,11 +172,8 @@ class EfficientNetLite2OnnxEmbedder:
         """(N, 1280, h, w) final feature map of the crops (preprocessed as the torch backend)."""
         batch = batch_array(crops, self.input_size, mean=127.0, std=128.0)
         if self.runtime == "openvino":
-            request = getattr(self._local, "request", None)
-            if request is None:
-                request = self._local.request = self._compiled.create_infer_request()
             # A copy: the request's output memory is reused by its next call.
-            return np.array(request.infer({0: batch})[0], dtype=np.float32)
+            return np.array(self._requests.get().infer({0: batch})[0], dtype=np.float32)
         return self._session.run(None, {"images": batch})[0]
 
     def _run(self, crops: list[np.ndarray]) -> np.ndarray:
