@@ -523,6 +523,15 @@ class OcrConfig(BackendSection):
     # word F tuning half 0.719 off (1.0), 0.732 at 0.05, 0.735 at 0.1 and 0.15, 0.723 at 0.2;
     # report half 0.683 -> 0.718 at 0.1.
     rec_space_probability: float = Field(0.1, gt=0.0, le=1.0)
+    # The runtime and arithmetic of the line recogniser (the same ONNX file rapidocr loads), as
+    # det_runtime and det_precision are for the detector. OpenVINO in f32 reads what
+    # onnxruntime reads (tests/test_ocr_rec_runtime.py); bf16 ("auto" on CPUs with native
+    # bfloat16) took 0.55x the time on ICDAR photos' lines and changed 7 of 101 lines read.
+    # ICDAR 2015, 1600 px, floor 0.88, bf16 text detector, f32 vs bf16 recogniser, one run:
+    # word F tuning half 0.738 vs 0.731, report half 0.715 vs 0.720; the whole OCR at 0.83-0.86x
+    # CPU time; bench ocr's rendered lines (en pt fr de zh ja, six conditions) the same CER.
+    rec_runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    rec_precision: Literal["auto", "f32", "bf16"] = "auto"
     # Lines the recogniser is less sure of than this are dropped (background texture).
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # A block is dropped when its box is smaller than min_tap_px in both directions once the

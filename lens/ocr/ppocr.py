@@ -22,7 +22,7 @@ import numpy as np
 from lens.config import OcrConfig
 from lens.errors import ModelMissingError
 from lens.ocr.groups import connected_groups
-from lens.threads import current_threads, onnx_session_options, openvino_config
+from lens.threads import PerThreadRequests, current_threads, onnx_session_options, openvino_config
 from lens.types import Point, TextLine
 
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
@@ -183,14 +183,24 @@ def detector_tensor(bgr: np.ndarray, max_side: int) -> np.ndarray | None:
     return cv2.dnn.blobFromImage(bgr, scalefactor=2.0 / 255.0, mean=(127.5, 127.5, 127.5), swapRB=False)
 
 
-def detector_file() -> Path:
-    """PP-OCRv6 small's text detector as the rapidocr wheel ships it."""
+def _rapidocr_model(name: str, role: str) -> Path:
     import rapidocr
 
-    path = Path(rapidocr.__file__).parent / "models" / "PP-OCRv6_det_small.onnx"
+    path = Path(rapidocr.__file__).parent / "models" / name
     if not path.is_file():
-        raise ModelMissingError(f"the text detector {path} is missing; reinstall rapidocr (make setup)")
+        raise ModelMissingError(f"the {role} {path} is missing; reinstall rapidocr (make setup)")
     return path
+
+
+def detector_file() -> Path:
+    """PP-OCRv6 small's text detector as the rapidocr wheel ships it."""
+    return _rapidocr_model("PP-OCRv6_det_small.onnx", "text detector")
+
+
+def recognizer_file() -> Path:
+    """PP-OCRv6 small's line recogniser as the rapidocr wheel ships it (the file rapidocr's own
+    session loads, its character list in the metadata)."""
+    return _rapidocr_model("PP-OCRv6_rec_small.onnx", "text recogniser")
 
 
 def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
@@ -211,6 +221,22 @@ def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda tensor: session.run(None, {name: tensor})[0]
+
+
+class OpenVinoRecognizerNet:
+    """The recogniser's network on OpenVINO, called as rapidocr's session is (a batch of lines
+    (N, 3, 48, W), any W -> per-step class probabilities): one request per calling thread on
+    one stream per core (lens.threads.openvino_config), so photos read side by side."""
+
+    def __init__(self, model: Path, threads: int, precision: str = "f32") -> None:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(model), "CPU", openvino_config(threads=threads, precision=precision))
+        self._requests = PerThreadRequests(compiled)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        # A copy: the request's output memory is reused by its next call.
+        return np.array(self._requests.get().infer({0: batch})[0], dtype=np.float32)
 
 
 def ctc_columns(indices: np.ndarray) -> np.ndarray:
@@ -293,6 +319,8 @@ class PpOcrLines:
         det_precision: str = "f32",
         det_max_enlargement: float | None = None,
         space_probability: float = SPACE_PROBABILITY,
+        rec_runtime: str = "onnxruntime",
+        rec_precision: str = "f32",
     ) -> None:
         from rapidocr import RapidOCR
         from rapidocr.ch_ppocr_det.utils import DBPostProcess
@@ -326,6 +354,8 @@ class PpOcrLines:
         # keeps `threads`, as classification and recognition do).
         self._text_map = text_map_runner(detector_file(), det_runtime, det_threads or threads, det_precision)
         self.space_probability = space_probability
+        # The recogniser's network: rapidocr's onnxruntime session, or the same file on OpenVINO.
+        self._rec_net = OpenVinoRecognizerNet(recognizer_file(), threads, rec_precision) if rec_runtime == "openvino" else None
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
@@ -346,6 +376,8 @@ class PpOcrLines:
             det_precision=ocr.det_precision,
             det_max_enlargement=ocr.det_max_enlargement,
             space_probability=ocr.rec_space_probability,
+            rec_runtime=ocr.rec_runtime,
+            rec_precision=ocr.rec_precision,
         )
 
     def warm_up(self) -> None:
@@ -362,10 +394,14 @@ class PpOcrLines:
         return detector
 
     def _recognizer(self):
+        """rapidocr's recogniser with our CTC decoding (spaces) and, with rec_runtime openvino,
+        our network in place of its onnxruntime session (which is let go)."""
         rec = self._engine._load_rec_model()
         if not isinstance(rec.postprocess_op, _SpacedDecode):
             with self._lock:
                 if not isinstance(rec.postprocess_op, _SpacedDecode):
+                    if self._rec_net is not None:
+                        rec.session = self._rec_net
                     rec.postprocess_op = _SpacedDecode(rec.postprocess_op, self.space_probability)
         return rec
 

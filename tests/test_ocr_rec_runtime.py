@@ -1,0 +1,63 @@
+"""The line recogniser on OpenVINO (the default) and on onnxruntime (rapidocr's own session)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at the repo root
+
+from bench.icdar import icdar_available, load_photo  # noqa: E402
+from lens.ocr.ppocr import OpenVinoRecognizerNet, PpOcrLines, recognizer_file  # noqa: E402
+
+
+def test_openvino_recognizer_output_matches_onnxruntime_at_any_line_width():
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(recognizer_file()), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    net = OpenVinoRecognizerNet(recognizer_file(), threads=1, precision="f32")
+    rng = np.random.default_rng(0)
+    for width in (320, 96, 640):  # one compiled model, lines of any width
+        batch = rng.uniform(-1, 1, (2, 3, 48, width)).astype(np.float32)
+        expected = session.run(None, {name: batch})[0]
+        got = net(batch)
+        assert got.shape == expected.shape
+        assert float(np.abs(got - expected).max()) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def photo_lines():
+    """The line crops of a real ICDAR photo, found once."""
+    if not icdar_available():
+        pytest.skip("ICDAR 2015 photos not in ../shared/data")
+    bgr = np.ascontiguousarray(load_photo(2)[..., ::-1])
+    return [c.crop for c in PpOcrLines(det_max_side=1600, det_upscale=True).find(bgr)]
+
+
+def test_both_runtimes_read_the_same_text_on_a_real_photo(photo_lines):
+    read = [PpOcrLines(rec_runtime=runtime, rec_precision="f32").recognize(photo_lines)
+            for runtime in ("openvino", "onnxruntime")]
+    assert read[0] and [t for t, _ in read[0]] == [t for t, _ in read[1]]
+    assert max(abs(a[1] - b[1]) for a, b in zip(*read, strict=True)) < 1e-3
+
+
+def test_photos_read_side_by_side_read_as_they_do_alone(photo_lines):
+    """Each thread gets its own infer request: two photos at once, the same text as one at a time."""
+    lines = PpOcrLines(rec_runtime="openvino")
+    alone = lines.recognize(photo_lines)
+    together: list[list[tuple[str, float]]] = [[], [], []]
+
+    def read(slot: int) -> None:
+        together[slot] = lines.recognize(photo_lines)
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert alone and all(r == alone for r in together)
