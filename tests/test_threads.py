@@ -10,6 +10,7 @@ import pytest
 
 from lens.config import REPO_ROOT, load_settings
 from lens.threads import (
+    CompiledPerShape,
     apply_settings_policy,
     apply_thread_policy,
     cpu_count,
@@ -154,3 +155,24 @@ def test_first_openvino_infers_on_several_threads_at_once_do_not_deadlock_tiny_w
         result = subprocess.run([sys.executable, "-c", _FIRST_INFERS_AT_ONCE], cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_compiled_per_shape_keeps_the_last_shapes_and_answers_as_a_dynamic_compile_tiny_weightless_graph():
+    """A graph with no weights (x * 2 + 1 over any N x 3 x H x W): each shape gets its own
+    compile, the least recently used beyond `keep` is dropped, and the answer is the dynamic
+    graph's."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([-1, 3, -1, -1], np.float32)
+    graph = ov.Model([ops.add(ops.multiply(x, np.float32(2)), np.float32(1))], [x])
+    model = CompiledPerShape(graph, openvino_config(threads=1, streams=1), keep=2)
+    shapes = [(1, 3, 32, 64), (2, 3, 64, 32), (1, 3, 32, 64), (1, 3, 96, 96)]
+    for shape in shapes:
+        tensor = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        np.testing.assert_allclose(model.infer(tensor), tensor * 2 + 1, rtol=1e-6)
+    first = model.requests((1, 3, 32, 64))
+    assert model.requests((1, 3, 32, 64)) is first  # kept: no second compile
+    assert len(model._by_shape) == 2
+    assert (2, 3, 64, 32) not in model._by_shape  # the least recently used went first

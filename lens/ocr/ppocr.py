@@ -22,7 +22,13 @@ import numpy as np
 from lens.config import OcrConfig
 from lens.errors import ModelMissingError
 from lens.ocr.groups import connected_groups
-from lens.threads import PerThreadRequests, current_threads, onnx_session_options, openvino_config
+from lens.threads import (
+    CompiledPerShape,
+    PerThreadRequests,
+    current_threads,
+    onnx_session_options,
+    openvino_config,
+)
 from lens.types import Point, TextLine
 
 # Below this (length-weighted) mean recognition score a group is re-read upside down too.
@@ -208,13 +214,8 @@ def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f
     intra-op threads (OpenVINO: at `precision`, lens.threads.openvino_config's). One call at a
     time (PpOcrLines holds its lock)."""
     if runtime == "openvino":
-        import openvino as ov
-
-        config = openvino_config(threads=threads, streams=1, precision=precision)
-        compiled = ov.Core().compile_model(str(model), "CPU", config)
-        request = compiled.create_infer_request()
-        # A copy: the request's output memory is reused by the next call.
-        return lambda tensor: np.array(request.infer({0: tensor})[0], dtype=np.float32)
+        # Compiled per photo size (the sides of a multiple-of-32 copy): 0.76-0.79x the time.
+        return CompiledPerShape(model, openvino_config(threads=threads, streams=1, precision=precision)).infer
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
