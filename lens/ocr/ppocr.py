@@ -214,8 +214,10 @@ def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f
     intra-op threads (OpenVINO: at `precision`, lens.threads.openvino_config's). One call at a
     time (PpOcrLines holds its lock)."""
     if runtime == "openvino":
-        # Compiled per photo size (the sides of a multiple-of-32 copy): 0.76-0.79x the time.
-        return CompiledPerShape(model, openvino_config(threads=threads, streams=1, precision=precision)).infer
+        # Compiled per photo size (the sides of a multiple-of-32 copy): 0.76-0.79x the time. Each
+        # size kept holds ~150-200 MB at 1600 px; two (a camera's landscape and portrait) hold
+        # what the dynamic graph held after photos of five sizes (~540 MB RSS either way).
+        return CompiledPerShape(model, openvino_config(threads=threads, streams=1, precision=precision), keep=2).infer
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
@@ -382,8 +384,12 @@ class PpOcrLines:
         )
 
     def warm_up(self) -> None:
-        """Load the models now (rapidocr loads them lazily on first use)."""
+        """Load the models now (rapidocr loads them lazily on first use), the detector for a 4:3
+        landscape photo's size (OpenVINO compiles it for each size)."""
         self._detector()
+        side = _multiple_of_32(self.det_side)
+        with self._lock:  # the detector runs one photo at a time, a first photo may be in it
+            self._text_map(np.zeros((1, 3, _multiple_of_32(side * 3 // 4), side), np.float32))
         self._engine._load_cls_model()
         self._recognizer()
 
