@@ -61,3 +61,15 @@ def test_photos_read_side_by_side_read_as_they_do_alone(photo_lines):
     for t in threads:
         t.join()
     assert alone and all(r == alone for r in together)
+
+
+def test_batches_spread_over_two_cores_read_what_one_call_to_rapidocr_reads(photo_lines):
+    """recognize makes rapidocr's own batches (sorted by width, rec_batch_num lines each) and
+    hands all but one to another core: the same text and scores as rapidocr reading them all."""
+    from rapidocr.ch_ppocr_rec import TextRecInput
+
+    crops = photo_lines * 3  # more lines than one batch holds
+    lines = PpOcrLines(det_threads=2)
+    assert len(crops) > lines._recognizer().rec_batch_num
+    whole = lines._recognizer()(TextRecInput(img=crops, return_word_box=False))
+    assert lines.recognize(crops) == [(str(t), float(s)) for t, s in zip(whole.txts, whole.scores, strict=True)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from lens.threads import (
     CompiledPerShape,
     PerThreadRequests,
     current_threads,
+    map_beside,
     onnx_session_options,
     openvino_config,
 )
@@ -356,6 +358,9 @@ class PpOcrLines:
         # det_threads (it runs one photo at a time, behind the lock; rapidocr's own session
         # keeps `threads`, as classification and recognition do).
         self._text_map = text_map_runner(detector_file(), det_runtime, det_threads or threads, det_precision)
+        # Batches of lines beside this thread's (one photo may use det_threads cores).
+        self._rec_pool = ThreadPoolExecutor(max_workers=det_threads - 1, thread_name_prefix="lens-rec") \
+            if det_threads and det_threads > 1 else None
         self.space_probability = space_probability
         # The recogniser's network: rapidocr's onnxruntime session, or the same file on OpenVINO.
         self._rec_net = OpenVinoRecognizerNet(recognizer_file(), threads, rec_precision) if rec_runtime == "openvino" else None
@@ -477,12 +482,26 @@ class PpOcrLines:
         return bgr
 
     def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, score) per crop. rapidocr reads lines in batches of rec_batch_num, sorted by
+        width / height, each batch padded to its widest line: the same batches are made here
+        (so the same text is read) and spread over det_threads cores."""
         from rapidocr.ch_ppocr_rec import TextRecInput
 
         if not crops:
             return []
-        out = self._recognizer()(TextRecInput(img=crops, return_word_box=False))
-        return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]
+        rec = self._recognizer()
+        order = np.argsort(np.array([c.shape[1] / float(c.shape[0]) for c in crops]))
+        batches = [order[i:i + rec.rec_batch_num] for i in range(0, len(order), rec.rec_batch_num)]
+
+        def read_batch(indices: np.ndarray) -> list[tuple[str, float]]:
+            out = rec(TextRecInput(img=[crops[i] for i in indices], return_word_box=False))
+            return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]
+
+        readings: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        for indices, batch in zip(batches, map_beside(self._rec_pool, read_batch, batches), strict=True):
+            for i, reading in zip(indices, batch, strict=True):
+                readings[i] = reading
+        return readings
 
     def read(
         self,
