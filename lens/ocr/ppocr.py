@@ -355,8 +355,8 @@ class PpOcrLines:
                 unclip_ratio=outline_unclip_ratio, score_mode="fast", use_dilation=True,
             )
         # The detector's network runs here, not in rapidocr's session: on det_runtime, with
-        # det_threads (it runs one photo at a time, behind the lock; rapidocr's own session
-        # keeps `threads`, as classification and recognition do).
+        # det_threads (it runs one photo at a time, behind the lock; classification keeps
+        # rapidocr's session, and recognition its batches, on `threads` each).
         self._text_map = text_map_runner(detector_file(), det_runtime, det_threads or threads, det_precision)
         # Batches of lines beside this thread's (one photo may use det_threads cores).
         self._rec_pool = ThreadPoolExecutor(max_workers=det_threads - 1, thread_name_prefix="lens-rec") \
