@@ -47,7 +47,7 @@ def test_both_runtimes_read_the_same_text_on_a_real_photo(photo_lines):
 
 
 def test_photos_read_side_by_side_read_as_they_do_alone(photo_lines):
-    """Each thread gets its own infer request: two photos at once, the same text as one at a time."""
+    """Each thread gets its own infer request: three photos at once, the same text as one at a time."""
     lines = PpOcrLines(rec_runtime="openvino")
     alone = lines.recognize(photo_lines)
     together: list[list[tuple[str, float]]] = [[], [], []]

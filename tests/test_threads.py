@@ -157,10 +157,9 @@ def test_first_openvino_infers_on_several_threads_at_once_do_not_deadlock_tiny_w
         assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_compiled_per_shape_keeps_the_last_shapes_and_answers_as_a_dynamic_compile_tiny_weightless_graph():
+def test_compiled_per_shape_keeps_the_last_shapes_and_answers_at_each_tiny_weightless_graph():
     """A graph with no weights (x * 2 + 1 over any N x 3 x H x W): each shape gets its own
-    compile, the least recently used beyond `keep` is dropped, and the answer is the dynamic
-    graph's."""
+    compile and the graph's answer, and the least recently used beyond `keep` is dropped."""
     import numpy as np
     import openvino as ov
     import openvino.opset13 as ops
