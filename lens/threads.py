@@ -174,6 +174,13 @@ class PerThreadRequests:
             request = self._local.request = self._compiled.create_infer_request()
         return request
 
+    def first_output(self, tensor):
+        """The model's first output for `tensor`, on this thread's request (a copy: the request
+        reuses its output memory on its next call)."""
+        import numpy as np
+
+        return np.array(self.get().infer({0: tensor})[0], dtype=np.float32)
+
 
 class CompiledPerShape:
     """An OpenVINO model (a file, or an ov.Model) compiled for each input shape it is called with,
@@ -206,10 +213,8 @@ class CompiledPerShape:
             return requests
 
     def infer(self, tensor):
-        """The first output for `tensor` (a copy: the request reuses its memory)."""
-        import numpy as np
-
-        return np.array(self.requests(tensor.shape).get().infer({0: tensor})[0], dtype=np.float32)
+        """The first output for `tensor`, from the model compiled for its shape."""
+        return self.requests(tensor.shape).first_output(tensor)
 
 
 def map_beside(pool: Executor | None, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

@@ -172,8 +172,7 @@ class EfficientNetLite2OnnxEmbedder:
         """(N, 1280, h, w) final feature map of the crops (preprocessed as the torch backend)."""
         batch = batch_array(crops, self.input_size, mean=127.0, std=128.0)
         if self.runtime == "openvino":
-            # A copy: the request's output memory is reused by its next call.
-            return np.array(self._requests.get().infer({0: batch})[0], dtype=np.float32)
+            return self._requests.first_output(batch)
         return self._session.run(None, {"images": batch})[0]
 
     def _run(self, crops: list[np.ndarray]) -> np.ndarray:

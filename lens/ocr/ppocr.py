@@ -240,8 +240,7 @@ class OpenVinoRecognizerNet:
         self._requests = PerThreadRequests(compiled)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        # A copy: the request's output memory is reused by its next call.
-        return np.array(self._requests.get().infer({0: batch})[0], dtype=np.float32)
+        return self._requests.first_output(batch)
 
 
 def ctc_columns(indices: np.ndarray) -> np.ndarray:
