@@ -202,21 +202,22 @@ class Pipeline:
         regions_config = s.regions
         if options.max_regions is not None:
             regions_config = regions_config.model_copy(update={"max_regions": options.max_regions})
-        # The colour segments need only the work image: they are found on the other core while
-        # this one detects and maps saliency (all three release the GIL: OpenCV, OpenVINO,
-        # onnxruntime). Segments take about as long as the other two together.
-        segments_future = self._side_pool().submit(
-            self._timed, "segments", timer, image_segments, work, regions_config)
+        # The colour segments and the saliency map need only the work image: they are found on
+        # the other core while this one detects (all three release the GIL: OpenCV, OpenVINO,
+        # onnxruntime). Segments and saliency take about as long as detection together.
+        def segments_and_saliency() -> tuple[list[Box], np.ndarray | None]:
+            segments = self._timed("segments", timer, image_segments, work, regions_config)
+            if not is_enabled(s, "saliency"):
+                return segments, None
+            return segments, self._timed("saliency", timer, self.saliency.map, work)
+
+        side_future = self._side_pool().submit(segments_and_saliency)
         detections: list[Detection] = []
         if is_enabled(s, "detect"):
             with timer.stage("detect"):
                 detections = self.detector.detect(work)
-        saliency_map = None
-        if is_enabled(s, "saliency"):
-            with timer.stage("saliency"):
-                saliency_map = self.saliency.map(work)
         with timer.stage("select"):
-            segments = segments_future.result()
+            segments, saliency_map = side_future.result()
             regions = select_regions(work, detections, saliency_map, regions_config, segments)
         h, w = image.height, image.width
         regions = [r.model_copy(update={"box": scale_box(r.box, factor, w, h)}) for r in regions]
