@@ -146,10 +146,7 @@ def openvino_config(threads: int | None = None, streams: int | None = None, prec
     _prime_openvino_numpy_bridge()  # every OpenVINO model is compiled with these options
     threads = current_threads() if threads is None else max(1, int(threads))
     streams = cpu_count() if streams is None else max(1, int(streams))
-    if precision == "auto":
-        precision = "bf16" if native_bf16() else "f32"
-    if precision not in ("f32", "bf16"):
-        raise ValueError(f"OpenVINO precision {precision!r}: expected auto, f32 or bf16")
+    precision = resolved_precision(precision)
     return {
         "NUM_STREAMS": streams,
         "INFERENCE_NUM_THREADS": threads * streams,
@@ -157,6 +154,16 @@ def openvino_config(threads: int | None = None, streams: int | None = None, prec
         "ENABLE_CPU_PINNING": False,
         "ENABLE_HYPER_THREADING": False,
     }
+
+
+def resolved_precision(precision: str) -> str:
+    """OpenVINO's arithmetic for a precision setting: "auto" is "bf16" where the CPU computes
+    it natively (native_bf16), else "f32"; "f32" and "bf16" stay."""
+    if precision == "auto":
+        precision = "bf16" if native_bf16() else "f32"
+    if precision not in ("f32", "bf16"):
+        raise ValueError(f"OpenVINO precision {precision!r}: expected auto, f32 or bf16")
+    return precision
 
 
 class PerThreadRequests:
