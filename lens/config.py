@@ -537,7 +537,10 @@ class OcrConfig(BackendSection):
     # ICDAR 2015, 1600 px, floor 0.88, bf16 text detector, f32 vs bf16 recogniser, one run:
     # word F tuning half 0.738 vs 0.731, report half 0.715 vs 0.720; the whole OCR at 0.83-0.86x
     # CPU time; bench ocr's rendered lines (en pt fr de zh ja, six conditions) the same CER.
-    rec_runtime: Literal["openvino", "onnxruntime"] = "openvino"
+    # "auto": OpenVINO where it computes in bf16, else onnxruntime: in float32 on AVX2,
+    # OpenVINO's dynamic-shape graph took 1.3x onnxruntime's time on batches of 3-6 lines
+    # (OSIE photos' recognition, 1 thread: p50 168 vs 117 ms).
+    rec_runtime: Literal["auto", "openvino", "onnxruntime"] = "auto"
     rec_precision: Literal["auto", "f32", "bf16"] = "auto"
     # Lines the recogniser is less sure of than this are dropped (background texture).
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)

@@ -1,4 +1,5 @@
-"""The line recogniser on OpenVINO (the default) and on onnxruntime (rapidocr's own session)."""
+"""The line recogniser on OpenVINO (the default where it computes in bf16) and on onnxruntime
+(rapidocr's own session; the default elsewhere)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at the repo root
 
 from bench.icdar import icdar_available, load_photo  # noqa: E402
-from lens.ocr.ppocr import OpenVinoRecognizerNet, PpOcrLines, recognizer_file  # noqa: E402
+from lens.ocr.ppocr import OpenVinoRecognizerNet, PpOcrLines, recognizer_file, resolved_rec_runtime  # noqa: E402
+from lens.threads import native_bf16  # noqa: E402
 
 
 def test_openvino_recognizer_output_matches_onnxruntime_at_any_line_width():
@@ -46,9 +48,11 @@ def test_both_runtimes_read_the_same_text_on_a_real_photo(photo_lines):
     assert max(abs(a[1] - b[1]) for a, b in zip(*read, strict=True)) < 1e-3
 
 
-def test_photos_read_side_by_side_read_as_they_do_alone(photo_lines):
-    """Each thread gets its own infer request: three photos at once, the same text as one at a time."""
-    lines = PpOcrLines(rec_runtime="openvino")
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_photos_read_side_by_side_read_as_they_do_alone(photo_lines, runtime):
+    """Three photos at once read the same text as one at a time (OpenVINO: each thread gets its
+    own infer request; onnxruntime: one session's concurrent runs)."""
+    lines = PpOcrLines(rec_runtime=runtime)
     alone = lines.recognize(photo_lines)
     together: list[list[tuple[str, float]]] = [[], [], []]
 
@@ -73,3 +77,11 @@ def test_batches_spread_over_two_cores_read_what_one_call_to_rapidocr_reads(phot
     assert len(crops) > lines._recognizer().rec_batch_num
     whole = lines._recognizer()(TextRecInput(img=crops, return_word_box=False))
     assert lines.recognize(crops) == [(str(t), float(s)) for t, s in zip(whole.txts, whole.scores, strict=True)]
+
+
+def test_auto_recogniser_runtime_is_openvino_only_where_it_computes_in_bf16():
+    assert resolved_rec_runtime("auto", "bf16") == "openvino"
+    assert resolved_rec_runtime("auto", "f32") == "onnxruntime"
+    assert resolved_rec_runtime("auto", "auto") == ("openvino" if native_bf16() else "onnxruntime")
+    assert resolved_rec_runtime("openvino", "f32") == "openvino"
+    assert resolved_rec_runtime("onnxruntime", "bf16") == "onnxruntime"

@@ -248,6 +248,14 @@ def resolved_enlargement_cap(value: float | str | None, det_runtime: str, det_pr
     return AUTO_MAX_ENLARGEMENT_F32, AUTO_ENLARGE_WITHIN_PIXELS_F32
 
 
+def resolved_rec_runtime(runtime: str, precision: str) -> str:
+    """OcrConfig.rec_runtime as used: "auto" is "openvino" where the recogniser would compute in
+    bf16 there (rec_precision resolved), else "onnxruntime" (faster in float32)."""
+    if runtime != "auto":
+        return runtime
+    return "openvino" if resolved_precision(precision) == "bf16" else "onnxruntime"
+
+
 class OpenVinoRecognizerNet:
     """The recogniser's network on OpenVINO, called as rapidocr's session is (a batch of lines
     (N, 3, 48, W), any W -> per-step class probabilities): one request per calling thread on
@@ -407,7 +415,7 @@ class PpOcrLines:
             det_max_enlargement=cap,
             det_enlarge_within_pixels=within_pixels,
             space_probability=ocr.rec_space_probability,
-            rec_runtime=ocr.rec_runtime,
+            rec_runtime=resolved_rec_runtime(ocr.rec_runtime, ocr.rec_precision),
             rec_precision=ocr.rec_precision,
         )
 
