@@ -494,15 +494,12 @@ class OcrConfig(BackendSection):
     # for time: ICDAR 2015 photos shrunk to 800 px, 1.4x (1120 px) against 2x (1600), floor
     # 0.88, bf16 (bench/RESULTS.md, ocr): word F tuning half 0.685 vs 0.696, report half 0.673
     # vs 0.698, turned 90 degrees 0.504 vs 0.494, at 0.55-0.58x the CPU time; at 640 px, 1.4x
-    # vs 2.5x: 0.608 vs 0.646. "none" (or null): up to det_max_side. "auto": no cap where the
-    # detector computes in bfloat16 (~110 ms at 1600 px on 2 threads); where it computes in
-    # float32 (~620 ms at 1600 px on 2 AVX2 cores) 1.4x, or more while the copy stays within
-    # 1120 x 840 pixels (lens.ocr.ppocr AUTO_*_F32). Float32, AVX2, tuning / report half,
-    # ICDAR shrunk to 800 px (800 x 450): word F 0.687 / 0.690 uncapped, 0.679 / 0.680 at 1.4x,
-    # 0.687 / 0.697 "auto" (1.62x), CPU 1000 / 675 ms; at 640 px: 0.649 / 0.666 uncapped,
-    # 0.605 / 0.627 at 1.4x, 0.650 / 0.667 "auto" (2.02x), CPU 1005 / 700 ms. Photos of 1143
-    # px and more are enlarged fully either way.
-    det_max_enlargement: Annotated[float, Field(ge=1.0)] | Literal["auto", "none"] | None = "auto"
+    # vs 2.5x: 0.608 vs 0.646. Off by default: speed must not cost words read. Also measured
+    # (bench/RESULTS.md, speed, round 8): 1.4x, or more while the copy stays within 1120 x 840
+    # px, where the detector computes in float32 (~620 ms at 1600 px on 2 AVX2 cores): ICDAR
+    # shrunk to 800 and 640 px kept its word F, but bench ocr's rendered signs' CER went 0.025
+    # -> 0.057 (two lines of big text merge into one region at 1.25-1.8x, not at 1x or 2x).
+    det_max_enlargement: float | None = Field(None, ge=1.0)
     # The runtime of the text detector, the text branch's costliest step (the same ONNX file):
     # OpenVINO took 0.82x onnxruntime's time at 1600 px and 0.69x at 1024 on one thread, with
     # the text map within 1e-5 (tests/test_ocr_det_runtime.py).

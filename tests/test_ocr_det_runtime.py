@@ -12,16 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at
 
 from bench.icdar import icdar_available, load_photo  # noqa: E402
 from lens.config import load_settings  # noqa: E402
-from lens.ocr.ppocr import (  # noqa: E402
-    AUTO_ENLARGE_WITHIN_PIXELS_F32,
-    AUTO_MAX_ENLARGEMENT_F32,
-    PpOcrLines,
-    detector_file,
-    detector_tensor,
-    resolved_enlargement_cap,
-    text_map_runner,
-)
-from lens.threads import native_bf16, one_at_a_time_threads  # noqa: E402
+from lens.ocr.ppocr import PpOcrLines, detector_file, detector_tensor, text_map_runner  # noqa: E402
+from lens.threads import one_at_a_time_threads  # noqa: E402
 
 
 def test_openvino_text_map_matches_onnxruntime():
@@ -80,33 +72,3 @@ def test_enlargement_goes_straight_to_the_detectors_size_and_stops_at_the_cap():
     capped = PpOcrLines(det_max_side=1600, det_upscale=True, det_max_enlargement=1.4)._detection_copy(photo)
     assert uncapped.shape == (1216, 1600, 3)  # sides rounded to multiples of 32 once
     assert capped.shape == (832, 1120, 3)
-
-
-def test_auto_enlargement_is_capped_only_where_the_detector_computes_in_float32():
-    f32_cap = (AUTO_MAX_ENLARGEMENT_F32, AUTO_ENLARGE_WITHIN_PIXELS_F32)
-    assert resolved_enlargement_cap("auto", "openvino", "bf16") == (None, 0)
-    assert resolved_enlargement_cap("auto", "openvino", "f32") == f32_cap
-    assert resolved_enlargement_cap("auto", "onnxruntime", "bf16") == f32_cap  # onnxruntime: f32
-    assert resolved_enlargement_cap("auto", "openvino", "auto") == ((None, 0) if native_bf16() else f32_cap)
-    assert resolved_enlargement_cap("none", "openvino", "f32") == (None, 0)
-    assert resolved_enlargement_cap(None, "openvino", "f32") == (None, 0)
-    assert resolved_enlargement_cap(2, "openvino", "bf16") == (2.0, 0)
-
-
-def test_small_photos_are_enlarged_past_the_cap_within_the_pixel_allowance():
-    lines = PpOcrLines(det_max_side=1600, det_upscale=True, det_max_enlargement=1.4, det_enlarge_within_pixels=1120 * 840)
-    assert lines._detection_copy(np.zeros((600, 800, 3), np.uint8)).shape == (832, 1120, 3)  # 1.4x either way
-    assert lines._detection_copy(np.zeros((480, 640, 3), np.uint8)).shape == (832, 1120, 3)  # 1.75x: same pixels
-    assert lines._detection_copy(np.zeros((720, 1280, 3), np.uint8)).shape == (896, 1600, 3)  # 1.25x: under the cap
-
-
-def test_enlargement_setting_takes_auto_none_or_a_factor_of_at_least_one(monkeypatch):
-    assert load_settings().ocr.det_max_enlargement == "auto"
-    assert load_settings(ocr={"det_max_enlargement": "none"}).ocr.det_max_enlargement == "none"
-    monkeypatch.setenv("LENS_OCR__DET_MAX_ENLARGEMENT", "1.4")
-    assert load_settings().ocr.det_max_enlargement == 1.4
-    from lens.config import ConfigError
-
-    for bad in (0.5, "sometimes"):
-        with pytest.raises(ConfigError, match="det_max_enlargement"):
-            load_settings(ocr={"det_max_enlargement": bad})

@@ -41,13 +41,6 @@ RECHECK_BELOW = 0.85
 # probability reaches this at any step between two characters (OcrConfig.rec_space_probability).
 SPACE_PROBABILITY = 0.1
 
-# det_max_enlargement "auto" where the detector computes in float32 (at 1600 px it takes ~620
-# ms on 2 AVX2 cores, against ~110 ms in native bfloat16; bench/RESULTS.md, speed, round 8):
-# smaller photos enlarged 1.4x at most, or more while the copy stays within the pixels of an
-# 800 x 600 photo's 1.4x copy (a 640 px photo's words need the enlargement most).
-AUTO_MAX_ENLARGEMENT_F32 = 1.4
-AUTO_ENLARGE_WITHIN_PIXELS_F32 = 1120 * 840
-
 Recognizer = Callable[[list[np.ndarray]], list[tuple[str, float]]]
 
 
@@ -236,18 +229,6 @@ def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f
     return lambda tensor: session.run(None, {name: tensor})[0]
 
 
-def resolved_enlargement_cap(value: float | str | None, det_runtime: str, det_precision: str) -> tuple[float | None, int]:
-    """OcrConfig.det_max_enlargement as PpOcrLines takes it: (the factor, None for no cap; the
-    pixels a copy may be enlarged to whatever the factor). "auto" is no cap where the text
-    detector computes in bfloat16 (OpenVINO on a CPU with native bf16), the *_F32 cap
-    elsewhere; "none" is no cap; a number is that factor."""
-    if value != "auto":
-        return (None if value in (None, "none") else float(value)), 0
-    if det_runtime == "openvino" and resolved_precision(det_precision) == "bf16":
-        return None, 0
-    return AUTO_MAX_ENLARGEMENT_F32, AUTO_ENLARGE_WITHIN_PIXELS_F32
-
-
 def resolved_rec_runtime(runtime: str, precision: str) -> str:
     """OcrConfig.rec_runtime as used: "auto" is "openvino" where the recogniser would compute in
     bf16 there (rec_precision resolved), else "onnxruntime" (faster in float32)."""
@@ -350,7 +331,6 @@ class PpOcrLines:
         det_threads: int | None = None,
         det_precision: str = "f32",
         det_max_enlargement: float | None = None,
-        det_enlarge_within_pixels: int = 0,
         space_probability: float = SPACE_PROBABILITY,
         rec_runtime: str = "onnxruntime",
         rec_precision: str = "f32",
@@ -361,7 +341,6 @@ class PpOcrLines:
         self.det_side = det_max_side
         self.det_upscale = det_upscale
         self.det_max_enlargement = det_max_enlargement
-        self.det_enlarge_within_pixels = det_enlarge_within_pixels
         self._engine = RapidOCR(
             params={
                 "Global.log_level": "warning",
@@ -400,7 +379,6 @@ class PpOcrLines:
     @classmethod
     def from_config(cls, ocr: OcrConfig, det_threads: int | None = None) -> PpOcrLines:
         """`det_threads`: lens.threads.one_at_a_time_threads(settings); default the policy's."""
-        cap, within_pixels = resolved_enlargement_cap(ocr.det_max_enlargement, ocr.det_runtime, ocr.det_precision)
         return cls(
             det_max_side=ocr.det_max_side,
             threads=current_threads(),
@@ -412,8 +390,7 @@ class PpOcrLines:
             det_runtime=ocr.det_runtime,
             det_threads=det_threads,
             det_precision=ocr.det_precision,
-            det_max_enlargement=cap,
-            det_enlarge_within_pixels=within_pixels,
+            det_max_enlargement=ocr.det_max_enlargement,
             space_probability=ocr.rec_space_probability,
             rec_runtime=resolved_rec_runtime(ocr.rec_runtime, ocr.rec_precision),
             rec_precision=ocr.rec_precision,
@@ -495,15 +472,13 @@ class PpOcrLines:
     def _detection_copy(self, bgr: np.ndarray) -> np.ndarray:
         """The photo as handed to detector_tensor, which itself shrinks it (linear resize) to
         det_side at most and rounds its sides to multiples of 32; an enlarged copy is made at
-        that size already (by det_max_enlargement at most, or more while it stays within
-        det_enlarge_within_pixels)."""
+        that size already (by det_max_enlargement at most)."""
         import cv2
 
         h, w = bgr.shape[:2]
         factor = self.det_side / max(h, w)
         if factor > 1.0 and self.det_upscale:
-            if self.det_max_enlargement is not None:
-                factor = min(factor, max(self.det_max_enlargement, (self.det_enlarge_within_pixels / (h * w)) ** 0.5))
+            factor = min(factor, self.det_max_enlargement or factor)
             # Straight to the detector's multiple-of-32 size: detector_tensor resizes no more.
             size = (max(1, _multiple_of_32(int(w * factor))), max(1, _multiple_of_32(int(h * factor))))
             return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
