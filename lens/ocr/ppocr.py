@@ -230,8 +230,8 @@ def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f
 
 
 def resolved_rec_runtime(runtime: str, precision: str) -> str:
-    """OcrConfig.rec_runtime as used: "auto" is "openvino" where the recogniser would compute in
-    bf16 there (rec_precision resolved), else "onnxruntime" (faster in float32)."""
+    """The recogniser's runtime for a rec_runtime setting: "auto" is "openvino" where the
+    recogniser computes in bf16 (`precision` resolved), else "onnxruntime" (faster in float32)."""
     if runtime != "auto":
         return runtime
     return "openvino" if resolved_precision(precision) == "bf16" else "onnxruntime"
@@ -371,6 +371,7 @@ class PpOcrLines:
             if det_threads and det_threads > 1 else None
         self.space_probability = space_probability
         # The recogniser's network: rapidocr's onnxruntime session, or the same file on OpenVINO.
+        rec_runtime = resolved_rec_runtime(rec_runtime, rec_precision)
         self._rec_net = OpenVinoRecognizerNet(recognizer_file(), threads, rec_precision) if rec_runtime == "openvino" else None
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
@@ -392,7 +393,7 @@ class PpOcrLines:
             det_precision=ocr.det_precision,
             det_max_enlargement=ocr.det_max_enlargement,
             space_probability=ocr.rec_space_probability,
-            rec_runtime=resolved_rec_runtime(ocr.rec_runtime, ocr.rec_precision),
+            rec_runtime=ocr.rec_runtime,
             rec_precision=ocr.rec_precision,
         )
 
