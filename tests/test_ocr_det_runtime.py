@@ -12,16 +12,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` lives at
 
 from bench.icdar import icdar_available, load_photo  # noqa: E402
 from lens.config import load_settings  # noqa: E402
-from lens.ocr.ppocr import PpOcrLines, detector_file, detector_tensor, text_map_runner  # noqa: E402
+from lens.ocr.ppocr import (  # noqa: E402
+    PpOcrLines,
+    detector_file,
+    detector_image,
+    normalised_for_detector,
+    text_map_runner,
+)
 from lens.threads import one_at_a_time_threads  # noqa: E402
 
 
 def test_openvino_text_map_matches_onnxruntime():
-    rng = np.random.default_rng(0)
-    tensor = rng.normal(0, 1, (1, 3, 320, 480)).astype(np.float32)
-    maps = [text_map_runner(detector_file(), runtime, 1)(tensor) for runtime in ("openvino", "onnxruntime")]
+    image = np.random.default_rng(0).integers(0, 256, (320, 480, 3), dtype=np.uint8)
+    maps = [text_map_runner(detector_file(), runtime, 1)(image) for runtime in ("openvino", "onnxruntime")]
     assert maps[0].shape == maps[1].shape == (1, 1, 320, 480)
     assert float(np.abs(maps[0] - maps[1]).max()) < 1e-4
+
+
+def test_openvinos_built_in_normalisation_gives_the_float_inputs_map():
+    """OpenVINO takes the uint8 photo and normalises it itself; the same network fed the float
+    tensor made beforehand gives the same map."""
+    import openvino as ov
+
+    image = np.ascontiguousarray(load_photo(2)[:320, :480, ::-1]) if icdar_available() else \
+        np.random.default_rng(2).integers(0, 256, (320, 480, 3), dtype=np.uint8)
+    built_in = text_map_runner(detector_file(), "openvino", 1, "f32")(image)
+    core = ov.Core()
+    plain = core.compile_model(core.read_model(str(detector_file())), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    beforehand = plain(normalised_for_detector(image))[0]
+    assert built_in.shape == beforehand.shape == (1, 1, 320, 480)
+    assert float(np.abs(built_in - beforehand).max()) < 1e-5
 
 
 @pytest.mark.skipif(not icdar_available(), reason="ICDAR 2015 photos not in ../shared/data")
@@ -48,10 +68,10 @@ def test_detector_input_is_rapidocrs_preprocessing(shape):
     bgr = np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8)
     for side in (960, 1600):
         expected = DetPreProcess(side, "max")(bgr)
-        got = detector_tensor(bgr, side)
+        got = normalised_for_detector(detector_image(bgr, side))
         assert got.shape == expected.shape and got.dtype == np.float32
         assert float(np.abs(got - expected).max()) < 1e-6
-    assert detector_tensor(np.zeros((1, 900, 3), np.uint8), 960) is None  # a side rounds to 0
+    assert detector_image(np.zeros((1, 900, 3), np.uint8), 960) is None  # a side rounds to 0
 
 
 @pytest.mark.skipif(not icdar_available(), reason="ICDAR 2015 photos not in ../shared/data")

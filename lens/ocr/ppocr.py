@@ -174,11 +174,10 @@ def _multiple_of_32(side: int) -> int:
     return int(round(side / 32) * 32)
 
 
-def detector_tensor(bgr: np.ndarray, max_side: int) -> np.ndarray | None:
-    """The detector's input as rapidocr's DetPreProcess makes it (shrunk to max_side at most,
-    sides rounded to multiples of 32, (x / 255 - 0.5) / 0.5, NCHW float32), within 1e-6 of it,
-    but ~10x faster: rapidocr normalises in float64 (~60 ms for a 1600 px photo). None when a
-    side rounds to 0."""
+def detector_image(bgr: np.ndarray, max_side: int) -> np.ndarray | None:
+    """The photo at the detector's input size as rapidocr's DetPreProcess makes it (shrunk to
+    max_side at most, linear resize, sides rounded to multiples of 32), still uint8 BGR. None
+    when a side rounds to 0."""
     import cv2
 
     h, w = bgr.shape[:2]
@@ -186,10 +185,31 @@ def detector_tensor(bgr: np.ndarray, max_side: int) -> np.ndarray | None:
     size = (_multiple_of_32(int(w * ratio)), _multiple_of_32(int(h * ratio)))
     if min(size) <= 0:
         return None
-    if size != (w, h):
-        bgr = cv2.resize(bgr, size)
+    return np.ascontiguousarray(cv2.resize(bgr, size) if size != (w, h) else bgr)
+
+
+def normalised_for_detector(image: np.ndarray) -> np.ndarray:
+    """detector_image's output as the network's input: (x / 255 - 0.5) / 0.5, NCHW float32,
+    within 1e-6 of rapidocr's, which normalises in float64 (~60 ms for a 1600 px photo)."""
+    import cv2
+
     # (x - 127.5) * 2/255 == (x / 255 - 0.5) / 0.5; channel order kept (the detector reads BGR).
-    return cv2.dnn.blobFromImage(bgr, scalefactor=2.0 / 255.0, mean=(127.5, 127.5, 127.5), swapRB=False)
+    return cv2.dnn.blobFromImage(image, scalefactor=2.0 / 255.0, mean=(127.5, 127.5, 127.5), swapRB=False)
+
+
+def _detector_with_uint8_input(model: Path):
+    """The detector with its normalisation built in (OpenVINO preprocessing): it takes the uint8
+    BGR photo as (1, H, W, 3), and the scaling, run on the network's threads, is fused into its
+    first layer; done in numpy on one thread beforehand, it took ~20 ms a 1600 px photo. The map
+    is within 1e-5 of the float input's in f32 (tests/test_ocr_det_runtime.py)."""
+    import openvino as ov
+    from openvino.preprocess import PrePostProcessor
+
+    ppp = PrePostProcessor(ov.Core().read_model(str(model)))
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).mean(127.5).scale(127.5)
+    return ppp.build()
 
 
 def _rapidocr_model(name: str, role: str) -> Path:
@@ -213,20 +233,22 @@ def recognizer_file() -> Path:
 
 
 def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
-    """tensor (1, 3, H, W) -> the detector's text map (1, 1, H, W), on `runtime` with `threads`
-    intra-op threads (OpenVINO: at `precision`, lens.threads.openvino_config's). One call at a
-    time (PpOcrLines holds its lock)."""
+    """detector_image's uint8 photo (H, W, 3) -> the detector's text map (1, 1, H, W), on
+    `runtime` with `threads` intra-op threads (OpenVINO: at `precision`,
+    lens.threads.openvino_config's). One call at a time (PpOcrLines holds its lock)."""
     if runtime == "openvino":
         # Compiled per photo size (the sides of a multiple-of-32 copy): 0.76-0.79x the time. Each
         # size kept holds ~150-200 MB at 1600 px; two (a camera's landscape and portrait) hold
         # what the dynamic graph held after photos of five sizes (~540 MB RSS either way).
-        return CompiledPerShape(model, openvino_config(threads=threads, streams=1, precision=precision), keep=2).infer
+        compiled = CompiledPerShape(_detector_with_uint8_input(model),
+                                    openvino_config(threads=threads, streams=1, precision=precision), keep=2)
+        return lambda image: compiled.infer(image[None])
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return lambda tensor: session.run(None, {name: tensor})[0]
+    return lambda image: session.run(None, {name: normalised_for_detector(image)})[0]
 
 
 def resolved_rec_runtime(runtime: str, precision: str) -> str:
@@ -403,7 +425,7 @@ class PpOcrLines:
         self._detector()
         side = _multiple_of_32(self.det_side)
         with self._lock:  # the detector runs one photo at a time, a first photo may be in it
-            self._text_map(np.zeros((1, 3, _multiple_of_32(side * 3 // 4), side), np.float32))
+            self._text_map(np.zeros((_multiple_of_32(side * 3 // 4), side, 3), np.uint8))
         self._engine._load_cls_model()
         self._recognizer()
 
@@ -434,14 +456,14 @@ class PpOcrLines:
         scale_y, scale_x = bgr.shape[0] / det_img.shape[0], bgr.shape[1] / det_img.shape[1]
         det_img = pad_thin_strip(det_img, self.det_side)
         detector = self._detector()
-        tensor = detector_tensor(det_img, self.det_side)
-        if tensor is None:
+        image = detector_image(det_img, self.det_side)
+        if image is None:
             return []
         with self._lock:
             # Boxes straight into the original's pixels (rapidocr maps from the map's shape to
             # the shape given), without a round trip through the smaller copy's integers.
             dest = (round(det_img.shape[0] * scale_y), round(det_img.shape[1] * scale_x))
-            text_map = self._text_map(tensor)
+            text_map = self._text_map(image)
             boxes, _scores = detector.postprocess_op(text_map, dest)
         if boxes is None or len(boxes) == 0:
             return []
@@ -471,7 +493,7 @@ class PpOcrLines:
         return candidates
 
     def _detection_copy(self, bgr: np.ndarray) -> np.ndarray:
-        """The photo as handed to detector_tensor, which itself shrinks it (linear resize) to
+        """The photo as handed to detector_image, which itself shrinks it (linear resize) to
         det_side at most and rounds its sides to multiples of 32; an enlarged copy is made at
         that size already (by det_max_enlargement at most)."""
         import cv2
@@ -480,7 +502,7 @@ class PpOcrLines:
         factor = self.det_side / max(h, w)
         if factor > 1.0 and self.det_upscale:
             factor = min(factor, self.det_max_enlargement or factor)
-            # Straight to the detector's multiple-of-32 size: detector_tensor resizes no more.
+            # Straight to the detector's multiple-of-32 size: detector_image resizes no more.
             size = (max(1, _multiple_of_32(int(w * factor))), max(1, _multiple_of_32(int(h * factor))))
             return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
         if factor < 0.5:
