@@ -85,3 +85,20 @@ def test_auto_recogniser_runtime_is_openvino_only_where_it_computes_in_bf16():
     assert resolved_rec_runtime("auto", "auto") == ("openvino" if native_bf16() else "onnxruntime")
     assert resolved_rec_runtime("openvino", "f32") == "openvino"
     assert resolved_rec_runtime("onnxruntime", "bf16") == "onnxruntime"
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_a_lone_batch_on_two_threads_reads_what_one_thread_reads(photo_lines, runtime):
+    """A photo whose lines make one batch is read by the recogniser's 2-thread copy: the same
+    text and scores as the 1-thread one."""
+    crops = photo_lines[:4]
+    one_core = PpOcrLines(rec_runtime=runtime, rec_precision="f32")
+    two_cores = PpOcrLines(rec_runtime=runtime, rec_precision="f32", det_threads=2)
+    calls = []
+    wide = two_cores._wide_rec_net
+    two_cores._wide_rec_net = lambda batch: calls.append(batch.shape) or wide(batch)
+    read = two_cores.recognize(crops)
+    assert len(calls) == 1 and calls[0][0] == len(crops)
+    alone = one_core.recognize(crops)
+    assert alone and [t for t, _ in read] == [t for t, _ in alone]
+    assert max(abs(a[1] - b[1]) for a, b in zip(read, alone, strict=True)) < 1e-4

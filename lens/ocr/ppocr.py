@@ -13,8 +13,9 @@ Recognition is a callback, so the Tesseract backend reuses detection and orienta
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,16 +263,50 @@ def resolved_rec_runtime(runtime: str, precision: str) -> str:
 class OpenVinoRecognizerNet:
     """The recogniser's network on OpenVINO, called as rapidocr's session is (a batch of lines
     (N, 3, 48, W), any W -> per-step class probabilities): one request per calling thread on
-    one stream per core (lens.threads.openvino_config), so photos read side by side."""
+    `streams` streams (default one per core, lens.threads.openvino_config), so photos read side
+    by side."""
 
-    def __init__(self, model: Path, threads: int, precision: str = "f32") -> None:
+    def __init__(self, model: Path, threads: int, precision: str = "f32", streams: int | None = None) -> None:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(model), "CPU", openvino_config(threads=threads, precision=precision))
+        compiled = ov.Core().compile_model(str(model), "CPU", openvino_config(threads=threads, streams=streams, precision=precision))
         self._requests = PerThreadRequests(compiled)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._requests.first_output(batch)
+
+
+def onnx_recognizer_net(model: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The recogniser's network on an onnxruntime session of its own with `threads` threads,
+    called as rapidocr's session is."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+class WideningRecognizer:
+    """rapidocr's recogniser session with a second copy of the network on more threads, used by
+    the calling thread inside widened(): a photo whose lines make one batch has the cores that
+    would have read its other batches (a batch of 1-6 lines on 2 threads: 0.53-0.6x the time
+    of 1; the same network, so the same text, tests/test_ocr_rec_runtime.py)."""
+
+    def __init__(self, narrow: Callable[[np.ndarray], np.ndarray], wide: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._narrow, self._wide = narrow, wide
+        self._local = threading.local()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return (self._wide if getattr(self._local, "wide", False) else self._narrow)(batch)
+
+    @contextmanager
+    def widened(self) -> Iterator[None]:
+        self._local.wide = True
+        try:
+            yield
+        finally:
+            self._local.wide = False
 
 
 def ctc_columns(indices: np.ndarray) -> np.ndarray:
@@ -395,6 +430,11 @@ class PpOcrLines:
         # The recogniser's network: rapidocr's onnxruntime session, or the same file on OpenVINO.
         rec_runtime = resolved_rec_runtime(rec_runtime, rec_precision)
         self._rec_net = OpenVinoRecognizerNet(recognizer_file(), threads, rec_precision) if rec_runtime == "openvino" else None
+        # ... and on det_threads, for a photo whose lines make one batch (WideningRecognizer).
+        self._wide_rec_net = None
+        if self._rec_pool is not None:
+            self._wide_rec_net = OpenVinoRecognizerNet(recognizer_file(), det_threads, rec_precision, streams=1) \
+                if rec_runtime == "openvino" else onnx_recognizer_net(recognizer_file(), det_threads)
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
@@ -445,6 +485,8 @@ class PpOcrLines:
                 if not isinstance(rec.postprocess_op, _SpacedDecode):
                     if self._rec_net is not None:
                         rec.session = self._rec_net
+                    if self._wide_rec_net is not None:
+                        rec.session = WideningRecognizer(rec.session, self._wide_rec_net)
                     rec.postprocess_op = _SpacedDecode(rec.postprocess_op, self.space_probability)
         return rec
 
@@ -529,7 +571,12 @@ class PpOcrLines:
             return [(str(t), float(s)) for t, s in zip(out.txts, out.scores, strict=True)]
 
         readings: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        for indices, batch in zip(batches, map_beside(self._rec_pool, read_batch, batches), strict=True):
+        if len(batches) == 1 and isinstance(rec.session, WideningRecognizer):
+            with rec.session.widened():
+                read = [read_batch(batches[0])]
+        else:
+            read = map_beside(self._rec_pool, read_batch, batches)
+        for indices, batch in zip(batches, read, strict=True):
             for i, reading in zip(indices, batch, strict=True):
                 readings[i] = reading
         return readings
