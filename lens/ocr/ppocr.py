@@ -201,7 +201,7 @@ def normalised_for_detector(image: np.ndarray) -> np.ndarray:
 def _detector_with_uint8_input(model: Path):
     """The detector with its normalisation built in (OpenVINO preprocessing): it takes the uint8
     BGR photo as (1, H, W, 3), and the scaling, run on the network's threads, is fused into its
-    first layer; done in numpy on one thread beforehand, it took ~20 ms a 1600 px photo. The map
+    first layer; made by cv2 on one thread beforehand, it took ~20 ms a 1600 px photo. The map
     is within 1e-5 of the float input's in f32 (tests/test_ocr_det_runtime.py)."""
     import openvino as ov
     from openvino.preprocess import PrePostProcessor
