@@ -233,6 +233,17 @@ def recognizer_file() -> Path:
     return _rapidocr_model("PP-OCRv6_rec_small.onnx", "text recogniser")
 
 
+def onnx_first_output(model: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """input -> the model's first output, on an onnxruntime session of its own with `threads`
+    threads (called as rapidocr's sessions are)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda tensor: session.run(None, {name: tensor})[0]
+
+
 def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f32") -> Callable[[np.ndarray], np.ndarray]:
     """detector_image's uint8 photo (H, W, 3) -> the detector's text map (1, 1, H, W), on
     `runtime` with `threads` intra-op threads (OpenVINO: at `precision`,
@@ -244,12 +255,8 @@ def text_map_runner(model: Path, runtime: str, threads: int, precision: str = "f
         compiled = CompiledPerShape(_detector_with_uint8_input(model),
                                     openvino_config(threads=threads, streams=1, precision=precision), keep=2)
         return lambda image: compiled.infer(image[None])
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
-                                   providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda image: session.run(None, {name: normalised_for_detector(image)})[0]
+    net = onnx_first_output(model, threads)
+    return lambda image: net(normalised_for_detector(image))
 
 
 def resolved_rec_runtime(runtime: str, precision: str) -> str:
@@ -274,17 +281,6 @@ class OpenVinoRecognizerNet:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._requests.first_output(batch)
-
-
-def onnx_recognizer_net(model: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The recogniser's network on an onnxruntime session of its own with `threads` threads,
-    called as rapidocr's session is."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model), sess_options=onnx_session_options(threads),
-                                   providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda batch: session.run(None, {name: batch})[0]
 
 
 class WideningRecognizer:
@@ -434,7 +430,7 @@ class PpOcrLines:
         self._wide_rec_net = None
         if self._rec_pool is not None:
             self._wide_rec_net = OpenVinoRecognizerNet(recognizer_file(), det_threads, rec_precision, streams=1) \
-                if rec_runtime == "openvino" else onnx_recognizer_net(recognizer_file(), det_threads)
+                if rec_runtime == "openvino" else onnx_first_output(recognizer_file(), det_threads)
         # rapidocr keeps the last call's use_det/cls/rec flags on the instance; we always pass
         # the same ones, and the lock keeps a concurrent caller from seeing half an update.
         self._lock = threading.Lock()
